@@ -1,0 +1,506 @@
+"""Reads and writes of the control plane's tables, as keyword-only functions the routes call.
+
+Every write that changes what a bundle contains bumps the configuration revision inside its
+transaction (`changes.bump`) and commits, so nodes hear about it as soon as it is durable.
+Secrets come in already sealed or hashed; nothing here sees a plaintext it would store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+from sqlmodel import col, delete, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from control_plane import changes
+from control_plane.crypto import SecretBox
+from control_plane.models import (
+    AuditEvent,
+    AuditSession,
+    Connection,
+    Group,
+    Identity,
+    IdentityGroup,
+    Node,
+    Policy,
+    Token,
+    utcnow,
+)
+from control_plane.schemas import (
+    ConnectionBase,
+    ConnectionCreate,
+    ConnectionUpdate,
+    GroupCreate,
+    IdentityCreate,
+    IdentityUpdate,
+    NodeCreate,
+)
+from lockgate import tokens
+
+
+class Conflict(Exception):
+    """A write would break a rule of the data (a name in use, the last admin); safe to show."""
+
+
+class Invalid(Exception):
+    """A partial update would leave a row invalid; the message is safe to show."""
+
+
+# identities
+
+
+async def get_identity(*, session: AsyncSession, name: str) -> Identity | None:
+    """The identity called `name`, if any."""
+    return (await session.exec(select(Identity).where(Identity.name == name))).first()
+
+
+async def list_identities(*, session: AsyncSession) -> list[Identity]:
+    """All identities by name."""
+    return list((await session.exec(select(Identity).order_by(col(Identity.name)))).all())
+
+
+async def groups_of(*, session: AsyncSession, identity_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Group names per identity id (sorted), for the given identities."""
+    rows = await session.exec(
+        select(IdentityGroup.identity_id, Group.name)
+        .join(Group, col(Group.id) == col(IdentityGroup.group_id))
+        .where(col(IdentityGroup.identity_id).in_(identity_ids))
+        .order_by(col(Group.name))
+    )
+    result: dict[int, list[str]] = {i: [] for i in identity_ids}
+    for identity_id, group_name in rows.all():
+        result[identity_id].append(group_name)
+    return result
+
+
+async def _ensure_groups(*, session: AsyncSession, names: Sequence[str]) -> list[Group]:
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return []
+    found = {
+        g.name: g for g in (await session.exec(select(Group).where(col(Group.name).in_(wanted))))
+    }
+    for name in wanted:
+        if name not in found:
+            group = Group(name=name)
+            session.add(group)
+            found[name] = group
+    await session.flush()
+    return [found[name] for name in wanted]
+
+
+async def _set_groups(*, session: AsyncSession, identity: Identity, names: Sequence[str]) -> None:
+    assert identity.id is not None
+    await session.exec(delete(IdentityGroup).where(col(IdentityGroup.identity_id) == identity.id))
+    for group in await _ensure_groups(session=session, names=names):
+        assert group.id is not None
+        session.add(IdentityGroup(identity_id=identity.id, group_id=group.id))
+
+
+async def create_identity(*, session: AsyncSession, identity_in: IdentityCreate) -> Identity:
+    """Create an identity (and any group it names that does not exist yet)."""
+    if await get_identity(session=session, name=identity_in.name):
+        raise Conflict(f"identity {identity_in.name!r} already exists")
+    identity = Identity(
+        name=identity_in.name,
+        kind=identity_in.kind,
+        role=identity_in.role,
+        scram_salt=tokens.new_scram_salt(),
+    )
+    session.add(identity)
+    await session.flush()
+    await _set_groups(session=session, identity=identity, names=identity_in.groups)
+    await changes.bump(session)
+    await session.commit()
+    return identity
+
+
+async def _admin_count(*, session: AsyncSession) -> int:
+    query = select(func.count()).select_from(Identity).where(Identity.role == "admin")
+    return int((await session.exec(query)).one())
+
+
+async def update_identity(
+    *, session: AsyncSession, identity: Identity, identity_in: IdentityUpdate
+) -> Identity:
+    """Apply the fields set in `identity_in`; `groups` replaces the memberships."""
+    if (
+        identity_in.role is not None
+        and identity_in.role != "admin"
+        and identity.role == "admin"
+        and await _admin_count(session=session) <= 1
+    ):
+        raise Conflict(f"identity {identity.name!r} is the last admin")
+    if identity_in.kind is not None:
+        identity.kind = identity_in.kind
+    if identity_in.role is not None:
+        identity.role = identity_in.role
+    session.add(identity)
+    if identity_in.groups is not None:
+        await _set_groups(session=session, identity=identity, names=identity_in.groups)
+    await changes.bump(session)
+    await session.commit()
+    return identity
+
+
+async def delete_identity(*, session: AsyncSession, identity: Identity) -> None:
+    """Delete an identity with its tokens and memberships."""
+    if identity.role == "admin" and await _admin_count(session=session) <= 1:
+        raise Conflict(f"identity {identity.name!r} is the last admin")
+    await session.exec(delete(Token).where(col(Token.identity_id) == identity.id))
+    await session.exec(delete(IdentityGroup).where(col(IdentityGroup.identity_id) == identity.id))
+    await session.delete(identity)
+    await changes.bump(session)
+    await session.commit()
+
+
+# groups
+
+
+async def get_group(*, session: AsyncSession, name: str) -> Group | None:
+    """The group called `name`, if any."""
+    return (await session.exec(select(Group).where(Group.name == name))).first()
+
+
+async def list_groups(*, session: AsyncSession) -> list[Group]:
+    """All groups by name."""
+    return list((await session.exec(select(Group).order_by(col(Group.name)))).all())
+
+
+async def members_of(*, session: AsyncSession, group_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Member identity names per group id (sorted), for the given groups."""
+    rows = await session.exec(
+        select(IdentityGroup.group_id, Identity.name)
+        .join(Identity, col(Identity.id) == col(IdentityGroup.identity_id))
+        .where(col(IdentityGroup.group_id).in_(group_ids))
+        .order_by(col(Identity.name))
+    )
+    result: dict[int, list[str]] = {g: [] for g in group_ids}
+    for group_id, identity_name in rows.all():
+        result[group_id].append(identity_name)
+    return result
+
+
+async def create_group(*, session: AsyncSession, group_in: GroupCreate) -> Group:
+    """Create an empty group."""
+    if await get_group(session=session, name=group_in.name):
+        raise Conflict(f"group {group_in.name!r} already exists")
+    group = Group(name=group_in.name, description=group_in.description)
+    session.add(group)
+    await changes.bump(session)
+    await session.commit()
+    return group
+
+
+async def delete_group(*, session: AsyncSession, group: Group) -> None:
+    """Delete a group; its members stay, without it."""
+    await session.exec(delete(IdentityGroup).where(col(IdentityGroup.group_id) == group.id))
+    await session.delete(group)
+    await changes.bump(session)
+    await session.commit()
+
+
+# tokens
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    token: Token
+    identity: str
+
+
+async def authenticate(*, session: AsyncSession, token: str) -> Identity | None:
+    """The identity a presented access token belongs to, if the token is valid right now."""
+    token_id = tokens.token_id(token)
+    if token_id is None:
+        return None
+    row = await session.get(Token, token_id)
+    if row is None or not tokens.matches(token, row.secret_sha256):
+        return None
+    if row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and row.expires_at <= utcnow():
+        return None
+    return await session.get(Identity, row.identity_id)
+
+
+async def get_token(*, session: AsyncSession, token_id: str) -> TokenRow | None:
+    """One token (never its secret, which is not stored) with its identity's name."""
+    row = (
+        await session.exec(
+            select(Token, Identity.name)
+            .join(Identity, col(Identity.id) == col(Token.identity_id))
+            .where(Token.id == token_id)
+        )
+    ).first()
+    return TokenRow(row[0], row[1]) if row else None
+
+
+async def list_tokens(*, session: AsyncSession, identity_id: int | None = None) -> list[TokenRow]:
+    """Tokens, newest first, optionally of one identity only."""
+    query = select(Token, Identity.name).join(Identity, col(Identity.id) == col(Token.identity_id))
+    if identity_id is not None:
+        query = query.where(Token.identity_id == identity_id)
+    query = query.order_by(col(Token.created_at).desc(), col(Token.id))
+    return [TokenRow(t, name) for t, name in (await session.exec(query)).all()]
+
+
+async def create_token(
+    *,
+    session: AsyncSession,
+    identity: Identity,
+    ttl_seconds: int | None = None,
+    description: str = "",
+) -> tuple[Token, str]:
+    """Mint a token for `identity`; returns the row and the secret to show once."""
+    assert identity.id is not None
+    issued = tokens.issue(identity.scram_salt)
+    now = utcnow()
+    row = Token(
+        id=issued.id,
+        identity_id=identity.id,
+        description=description,
+        secret_sha256=issued.secret_sha256,
+        scram_stored_key=issued.scram_stored_key,
+        scram_server_key=issued.scram_server_key,
+        scram_iterations=issued.scram_iterations,
+        created_at=now,
+        expires_at=now + timedelta(seconds=ttl_seconds) if ttl_seconds else None,
+    )
+    session.add(row)
+    await changes.bump(session)
+    await session.commit()
+    return row, issued.token
+
+
+async def revoke_token(*, session: AsyncSession, token: Token) -> Token:
+    """Revoke a token; revoking a revoked token changes nothing."""
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        session.add(token)
+        await changes.bump(session)
+        await session.commit()
+    return token
+
+
+# connections
+
+
+async def get_connection(*, session: AsyncSession, name: str) -> Connection | None:
+    """The connection called `name`, if any."""
+    return (await session.exec(select(Connection).where(Connection.name == name))).first()
+
+
+async def list_connections(*, session: AsyncSession) -> list[Connection]:
+    """All connections by name."""
+    return list((await session.exec(select(Connection).order_by(col(Connection.name)))).all())
+
+
+async def create_connection(
+    *, session: AsyncSession, box: SecretBox, connection_in: ConnectionCreate
+) -> Connection:
+    """Create a connection; its password is sealed with `box`, bound to the connection's name."""
+    if await get_connection(session=session, name=connection_in.name):
+        raise Conflict(f"connection {connection_in.name!r} already exists")
+    connection = Connection(
+        name=connection_in.name,
+        type=connection_in.type,
+        host=connection_in.host,
+        port=connection_in.port or 0,
+        database=connection_in.database,
+        username=connection_in.username,
+        password_encrypted=box.encrypt(
+            connection_in.password.get_secret_value(), aad=connection_in.name.encode()
+        ),
+        node_labels=connection_in.node_labels,
+        guardrails=connection_in.guardrails,
+    )
+    session.add(connection)
+    await changes.bump(session)
+    await session.commit()
+    return connection
+
+
+async def update_connection(
+    *,
+    session: AsyncSession,
+    box: SecretBox,
+    connection: Connection,
+    connection_in: ConnectionUpdate,
+) -> Connection:
+    """Apply the fields set in `connection_in`; the result is validated as a whole."""
+    changed = connection_in.model_dump(exclude_unset=True, exclude={"password"})
+    current = {
+        "type": connection.type,
+        "host": connection.host,
+        "port": connection.port or None,
+        "database": connection.database,
+        "username": connection.username,
+        "node_labels": connection.node_labels,
+        "guardrails": connection.guardrails,
+    }
+    try:
+        merged = ConnectionBase.model_validate(
+            {**current, **{k: v for k, v in changed.items() if v is not None}}
+        )
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_context=False, include_url=False)
+        raise Invalid("; ".join(str(e["msg"]) for e in errors)) from None
+    connection.type = merged.type
+    connection.host = merged.host
+    connection.port = merged.port or 0
+    connection.database = merged.database
+    connection.username = merged.username
+    connection.node_labels = merged.node_labels
+    connection.guardrails = merged.guardrails
+    if connection_in.password is not None:
+        connection.password_encrypted = box.encrypt(
+            connection_in.password.get_secret_value(), aad=connection.name.encode()
+        )
+    connection.updated_at = utcnow()
+    session.add(connection)
+    await changes.bump(session)
+    await session.commit()
+    return connection
+
+
+async def delete_connection(*, session: AsyncSession, connection: Connection) -> None:
+    """Delete a connection and its sealed credentials."""
+    await session.delete(connection)
+    await changes.bump(session)
+    await session.commit()
+
+
+# policies
+
+
+async def get_policy(*, session: AsyncSession, name: str) -> Policy | None:
+    """The policy called `name`, if any."""
+    return (await session.exec(select(Policy).where(Policy.name == name))).first()
+
+
+async def list_policies(*, session: AsyncSession) -> list[Policy]:
+    """All policies by name."""
+    return list((await session.exec(select(Policy).order_by(col(Policy.name)))).all())
+
+
+async def create_policy(
+    *, session: AsyncSession, name: str, cedar: str, description: str = ""
+) -> Policy:
+    """Create a policy; the caller has validated the Cedar text."""
+    if await get_policy(session=session, name=name):
+        raise Conflict(f"policy {name!r} already exists")
+    policy = Policy(name=name, cedar=cedar, description=description)
+    session.add(policy)
+    await changes.bump(session)
+    await session.commit()
+    return policy
+
+
+async def update_policy(
+    *,
+    session: AsyncSession,
+    policy: Policy,
+    cedar: str | None = None,
+    description: str | None = None,
+) -> Policy:
+    """Replace the text and/or description of a policy; the caller has validated the Cedar."""
+    if cedar is not None:
+        policy.cedar = cedar
+    if description is not None:
+        policy.description = description
+    policy.updated_at = utcnow()
+    session.add(policy)
+    await changes.bump(session)
+    await session.commit()
+    return policy
+
+
+async def delete_policy(*, session: AsyncSession, policy: Policy) -> None:
+    """Delete a policy."""
+    await session.delete(policy)
+    await changes.bump(session)
+    await session.commit()
+
+
+# nodes
+
+
+async def get_node(*, session: AsyncSession, name: str) -> Node | None:
+    """The node called `name`, if any."""
+    return (await session.exec(select(Node).where(Node.name == name))).first()
+
+
+async def list_nodes(*, session: AsyncSession) -> list[Node]:
+    """All registered nodes by name."""
+    return list((await session.exec(select(Node).order_by(col(Node.name)))).all())
+
+
+async def create_node(*, session: AsyncSession, node_in: NodeCreate) -> tuple[Node, str]:
+    """Register a node; returns the row and its token, to show once."""
+    if await get_node(session=session, name=node_in.name):
+        raise Conflict(f"node {node_in.name!r} already exists")
+    issued = tokens.issue(b"\x00" * 16, prefix="lgn")
+    node = Node(
+        id=issued.id, name=node_in.name, labels=node_in.labels, token_sha256=issued.secret_sha256
+    )
+    session.add(node)
+    await changes.bump(session)
+    await session.commit()
+    return node, issued.token
+
+
+async def delete_node(*, session: AsyncSession, node: Node) -> None:
+    """Forget a node; its token stops working."""
+    await session.delete(node)
+    await changes.bump(session)
+    await session.commit()
+
+
+def node_online(node: Node, *, now: datetime | None = None, window_seconds: int = 30) -> bool:
+    """Whether the node reported in within the last `window_seconds`."""
+    if node.last_seen_at is None:
+        return False
+    return (now or utcnow()) - node.last_seen_at <= timedelta(seconds=window_seconds)
+
+
+# audit sessions (written by audit ingestion, read here)
+
+
+async def list_sessions(
+    *,
+    session: AsyncSession,
+    identity: str | None = None,
+    connection: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[AuditSession]:
+    """Recorded sessions, newest first, optionally filtered."""
+    query = select(AuditSession)
+    if identity is not None:
+        query = query.where(AuditSession.identity == identity)
+    if connection is not None:
+        query = query.where(AuditSession.connection == connection)
+    query = query.order_by(col(AuditSession.started_at).desc(), col(AuditSession.id).desc())
+    return list((await session.exec(query.offset(offset).limit(limit))).all())
+
+
+async def get_audit_session(*, session: AsyncSession, session_id: str) -> AuditSession | None:
+    """One recorded session, if any."""
+    return await session.get(AuditSession, session_id)
+
+
+async def list_session_events(
+    *, session: AsyncSession, session_id: str, after_seq: int = 0, limit: int = 1000
+) -> list[AuditEvent]:
+    """A session's events with `seq > after_seq`, in order."""
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.session_id == session_id, col(AuditEvent.seq) > after_seq)
+        .order_by(col(AuditEvent.seq))
+        .limit(limit)
+    )
+    return list((await session.exec(query)).all())

@@ -1,0 +1,141 @@
+"""The gRPC service nodes dial: bundle subscriptions, per-session credentials, audit upload.
+
+Every call carries the node token in the `authorization` metadata; only its hash is stored.
+Bundles are pushed when the configuration revision changes (in-process bus) and, as a fallback
+for changes made by another replica, whenever a periodic check of the store sees a newer one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from sqlmodel import select
+
+from control_plane import changes, compiler
+from control_plane.audit import ingest
+from control_plane.crypto import SecretBox
+from control_plane.db import Database
+from control_plane.models import Connection, Node, utcnow
+from lockgate import __version__, tokens
+from protos.lockgate.v1 import node_pb2 as pb
+from protos.lockgate.v1 import node_pb2_grpc as pb_grpc
+
+log = logging.getLogger("lockgate.grpc")
+
+STORE_POLL_SECONDS = 2.0
+HEARTBEAT_SECONDS = 10.0
+
+
+class NodeService(pb_grpc.NodeServiceServicer):
+    def __init__(self, db: Database, box: SecretBox) -> None:
+        self.db = db
+        self.box = box
+        self.bundles = compiler.BundleCache()
+
+    async def _node(self, context: grpc.aio.ServicerContext) -> Node:  # type: ignore[type-arg]
+        """The calling node, or abort with UNAUTHENTICATED."""
+        metadata = dict(context.invocation_metadata() or ())
+        header = str(metadata.get("authorization", ""))
+        secret = header.removeprefix("Bearer ").strip()
+        node_id = tokens.token_id(secret, prefix="lgn")
+        if node_id:
+            async with self.db.session() as session:
+                node = await session.get(Node, node_id)
+                if node is not None and tokens.matches(secret, node.token_sha256):
+                    return node
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked node token")
+        raise AssertionError("unreachable")
+
+    async def Subscribe(
+        self,
+        request: pb.SubscribeRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> AsyncIterator[pb.Bundle]:
+        node = await self._node(context)
+        labels = dict(request.labels) or node.labels
+        async with self.db.session() as session:
+            row = await session.get(Node, node.id)
+            if row is not None:
+                row.labels = labels
+                row.version = request.version
+                row.listeners = list(request.listeners)
+                row.last_seen_at = utcnow()
+                await session.commit()
+        log.info("node %s subscribed (labels %s)", node.name, labels)
+        sent = -1
+        while True:
+            async with self.db.session() as session:
+                latest = await changes.current(session)
+                if latest != sent:
+                    base = await self.bundles.get(session)
+                    bundle = compiler.for_node(base, node.name, labels)
+                    row = await session.get(Node, node.id)
+                    if row is None:
+                        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "node was removed")
+                    row.bundle_revision = bundle.revision
+                    row.last_seen_at = utcnow()
+                    await session.commit()
+            if latest != sent:
+                yield bundle
+                sent = bundle.revision
+            await changes.bus.wait_newer(sent, within=STORE_POLL_SECONDS)
+
+    async def FetchCredentials(
+        self,
+        request: pb.CredentialsRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.Credentials:
+        node = await self._node(context)
+        async with self.db.session() as session:
+            conn = (
+                await session.exec(select(Connection).where(Connection.name == request.connection))
+            ).first()
+        if conn is None or not compiler.serves(node.labels, conn.node_labels):
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such connection for this node")
+            raise AssertionError("unreachable")
+        log.info(
+            "credentials for %s issued to node %s (session %s, identity %s)",
+            conn.name,
+            node.name,
+            request.session_id,
+            request.identity,
+        )
+        password = self.box.decrypt(conn.password_encrypted, aad=conn.name.encode())
+        return pb.Credentials(username=conn.username, password=password)
+
+    async def UploadAudit(
+        self,
+        request: pb.AuditBatch,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> pb.AuditAck:
+        node = await self._node(context)
+        async with self.db.session() as session:
+            accepted, duplicates = await ingest(session, request, node.name)
+            row = await session.get(Node, node.id)
+            if row is not None:
+                row.last_seen_at = utcnow()
+            await session.commit()
+        return pb.AuditAck(accepted=accepted, duplicates=duplicates)
+
+
+async def start_server(db: Database, box: SecretBox, bind: str, port: int) -> grpc.aio.Server:
+    """Start the node-facing gRPC server; the caller stops it."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.max_send_message_length", 256 << 20),
+        ]
+    )
+    pb_grpc.add_NodeServiceServicer_to_server(NodeService(db, box), server)
+    address = f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"cannot listen for nodes on {address}")
+    await server.start()
+    log.info("gRPC for nodes on %s (lockgate %s)", address, __version__)
+    return server

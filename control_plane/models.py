@@ -1,0 +1,134 @@
+"""The control plane's tables (SQLModel). Migrations in `migrations/` create exactly these.
+
+Secrets never sit here in clear: target passwords are AEAD-encrypted (`crypto.py`), access and
+node tokens are stored as hashes (`lockgate.tokens`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    # Aware: sqlmodel stores `datetime` fields as UTCDateTime, which refuses naive values.
+    return datetime.now(UTC)
+
+
+class Group(SQLModel, table=True):
+    __tablename__ = "groups"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=128)
+    description: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class IdentityGroup(SQLModel, table=True):
+    __tablename__ = "identity_groups"
+    identity_id: int = Field(foreign_key="identities.id", primary_key=True, ondelete="CASCADE")
+    group_id: int = Field(foreign_key="groups.id", primary_key=True, ondelete="CASCADE")
+
+
+class Identity(SQLModel, table=True):
+    __tablename__ = "identities"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=128)
+    kind: str = "user"  # user | service
+    role: str = "member"  # admin | auditor | member
+    scram_salt: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Token(SQLModel, table=True):
+    __tablename__ = "tokens"
+    id: str = Field(primary_key=True, max_length=32)
+    identity_id: int = Field(foreign_key="identities.id", index=True, ondelete="CASCADE")
+    description: str = ""
+    secret_sha256: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    scram_stored_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    scram_server_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    scram_iterations: int = 4096
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class Connection(SQLModel, table=True):
+    __tablename__ = "connections"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=128)
+    type: str = "postgres"
+    host: str
+    port: int
+    database: str = ""
+    username: str = ""
+    password_encrypted: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    node_labels: dict[str, str] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    guardrails: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Policy(SQLModel, table=True):
+    __tablename__ = "policies"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=128)
+    description: str = ""
+    cedar: str
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Node(SQLModel, table=True):
+    __tablename__ = "nodes"
+    id: str = Field(primary_key=True, max_length=32)  # the id part of its node token
+    name: str = Field(unique=True, index=True, max_length=128)
+    labels: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    token_sha256: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    version: str = ""
+    listeners: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    bundle_revision: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime | None = None
+
+
+class BundleState(SQLModel, table=True):
+    """One row: the revision of the configuration; every change to it bumps the number."""
+
+    __tablename__ = "bundle_state"
+    id: int = Field(default=1, primary_key=True)
+    revision: int = 0
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditSession(SQLModel, table=True):
+    __tablename__ = "sessions"
+    id: str = Field(primary_key=True, max_length=64)
+    identity: str = Field(default="", index=True)
+    connection: str = Field(default="", index=True)
+    protocol: str = ""
+    node: str = ""
+    client_addr: str = ""
+    started_at: datetime = Field(default_factory=utcnow, index=True)
+    ended_at: datetime | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    statements: int = 0
+    outcome: str = "open"  # open | closed | denied | auth_failed | error
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_events"
+    __table_args__ = (UniqueConstraint("session_id", "seq", name="uq_audit_events_session_seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(index=True, max_length=64)
+    seq: int
+    time: datetime
+    kind: str = Field(max_length=64)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    received_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,265 @@
+"""Request and response shapes of the REST API, one `XBase / XCreate / XUpdate / XPublic` family
+per resource. The tables live in `models.py`; nothing here is persisted as is.
+
+Write-only secrets (connection passwords) are `SecretStr`, so they never show up in a repr or a
+log line, and no `XPublic` shape has a field that could carry one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    model_validator,
+)
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$"
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+IdentityKind = Literal["user", "service"]
+Role = Literal["admin", "auditor", "member"]
+ConnectionType = Literal["postgres", "mysql", "ssh", "http", "kubernetes"]
+CONNECTION_TYPES: frozenset[str] = frozenset({"postgres", "mysql", "ssh", "http", "kubernetes"})
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _as_utc(value: datetime) -> datetime:
+    # The tables hold naive UTC; the API says so explicitly (`...Z`).
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class Schema(BaseModel):
+    """Unknown fields are rejected, so a typo is an error rather than a silent no-op."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# identities
+
+
+class IdentityBase(Schema):
+    kind: IdentityKind = "user"
+    role: Role = "member"
+
+
+class IdentityCreate(IdentityBase):
+    name: Name
+    groups: list[Name] = Field(default_factory=list)
+
+
+class IdentityUpdate(Schema):
+    kind: IdentityKind | None = None
+    role: Role | None = None
+    groups: list[Name] | None = None
+
+
+class IdentityPublic(IdentityBase):
+    name: str
+    groups: list[str]
+    created_at: UtcDatetime
+
+
+# groups
+
+
+class GroupBase(Schema):
+    description: str = Field(default="", max_length=1024)
+
+
+class GroupCreate(GroupBase):
+    name: Name
+
+
+class GroupPublic(GroupBase):
+    name: str
+    members: list[str]
+    created_at: UtcDatetime
+
+
+# tokens
+
+
+class TokenCreate(Schema):
+    identity: Name | None = Field(default=None, description="defaults to the caller")
+    ttl_seconds: int | None = Field(default=None, ge=1, le=10 * 365 * 86400)
+    description: str = Field(default="", max_length=1024)
+
+
+class TokenPublic(Schema):
+    id: str
+    identity: str
+    description: str
+    created_at: UtcDatetime
+    expires_at: UtcDatetime | None
+    revoked: bool
+    revoked_at: UtcDatetime | None
+
+
+class TokenCreated(Schema):
+    """The only response that ever carries a token's secret."""
+
+    id: str
+    token: str
+    identity: str
+    description: str
+    expires_at: UtcDatetime | None
+
+
+# connections
+
+
+class ConnectionBase(Schema):
+    type: ConnectionType = "postgres"
+    host: str = Field(default="", max_length=255)
+    port: Port | None = None
+    database: str = Field(default="", max_length=255)
+    username: str = Field(default="", max_length=255)
+    node_labels: dict[str, str] = Field(default_factory=dict)
+    guardrails: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _required_by_type(self) -> ConnectionBase:
+        if self.type == "postgres":
+            missing = [
+                field
+                for field in ("host", "port", "database", "username")
+                if not getattr(self, field)
+            ]
+            if missing:
+                raise ValueError(f"a postgres connection needs {', '.join(missing)}")
+        return self
+
+
+class ConnectionCreate(ConnectionBase):
+    name: Name
+    password: SecretStr = Field(default=SecretStr(""), max_length=4096)
+
+
+class ConnectionUpdate(Schema):
+    type: ConnectionType | None = None
+    host: str | None = Field(default=None, max_length=255)
+    port: Port | None = None
+    database: str | None = Field(default=None, max_length=255)
+    username: str | None = Field(default=None, max_length=255)
+    password: SecretStr | None = Field(default=None, max_length=4096)
+    node_labels: dict[str, str] | None = None
+    guardrails: list[str] | None = None
+
+
+class ConnectionPublic(Schema):
+    name: str
+    type: str
+    host: str
+    port: int | None
+    database: str
+    username: str
+    node_labels: dict[str, str]
+    guardrails: list[str]
+    has_password: bool
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+class ConnectionSummary(Schema):
+    """What a member may know about a connection: that it exists, and what it is."""
+
+    name: str
+    type: str
+
+
+# policies
+
+
+class PolicyBase(Schema):
+    cedar: str = Field(max_length=256 * 1024)
+    description: str = Field(default="", max_length=1024)
+
+
+class PolicyCreate(PolicyBase):
+    name: Name
+
+
+class PolicyReplace(PolicyBase):
+    """PUT body: the whole policy except its name, which the path gives."""
+
+
+class PolicyUpdate(Schema):
+    cedar: str | None = Field(default=None, max_length=256 * 1024)
+    description: str | None = Field(default=None, max_length=1024)
+
+
+class PolicyPublic(PolicyBase):
+    name: str
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+# nodes
+
+
+class NodeBase(Schema):
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class NodeCreate(NodeBase):
+    name: Name
+
+
+class NodeCreated(NodeBase):
+    """The only response that ever carries a node token."""
+
+    id: str
+    name: str
+    token: str
+
+
+class NodePublic(NodeBase):
+    id: str
+    name: str
+    last_seen_at: UtcDatetime | None
+    bundle_revision: int
+    version: str
+    listeners: list[str]
+    online: bool
+
+
+# sessions (read-only)
+
+
+class SessionPublic(Schema):
+    id: str
+    identity: str
+    connection: str
+    protocol: str
+    node: str
+    client_addr: str
+    started_at: UtcDatetime
+    ended_at: UtcDatetime | None
+    bytes_in: int
+    bytes_out: int
+    statements: int
+    outcome: str
+
+
+class SessionEventPublic(Schema):
+    seq: int
+    time: UtcDatetime
+    kind: str
+    payload: dict[str, Any]
+
+
+# health
+
+
+class Health(Schema):
+    status: str
+    revision: int

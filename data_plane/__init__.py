@@ -1,0 +1,1 @@
+"""Lockgate data-plane node: protocol listeners, local enforcement, audit spool."""

@@ -1,0 +1,408 @@
+"""The node's audit spool: every audit event lands in append-only segment files before upload.
+
+A record is a uint32 length, a uint32 CRC32 of the payload and the serialized `AuditEvent`; a small
+`cursor` file marks how far the control plane has acknowledged, and segments behind it are deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import itertools
+import json
+import logging
+import os
+import re
+import struct
+import time
+import zlib
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Iterable
+from pathlib import Path
+
+from google.protobuf.message import DecodeError
+
+from protos.lockgate.v1 import node_pb2 as pb
+
+log = logging.getLogger("lockgate.audit.spool")
+
+_HEADER = struct.Struct("<II")  # payload length, CRC32 of the payload
+_MAX_PAYLOAD = 0xFFFFFFFF
+_READ_CHUNK = 64 << 10
+_SEGMENT_NAME = re.compile(r"(\d{12})\.seg")
+_CURSOR = "cursor"
+_CURSOR_TMP = "cursor.tmp"
+
+Position = tuple[int, int]
+"""(segment number, byte offset of the next record in it)."""
+
+
+class _Stop(enum.Enum):
+    END = "end"  # no further complete record before the known end of the segment
+    BAD = "bad"  # a torn or corrupt record starts at the reader's offset
+
+
+def _frame(event: pb.AuditEvent) -> bytes:
+    payload = event.SerializeToString()
+    if not payload:
+        # An empty record would be indistinguishable from the zero-filled tail a filesystem can
+        # leave after a power loss, so recovery treats length 0 as damage and we never write one.
+        raise ValueError("cannot spool an empty AuditEvent")
+    if len(payload) > _MAX_PAYLOAD:
+        raise ValueError(f"audit event of {len(payload)} bytes is too large to spool")
+    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+class _SegmentReader:
+    """Reads the records of one segment forward from a byte offset, a chunk at a time."""
+
+    def __init__(self, path: Path, number: int, offset: int) -> None:
+        self.number = number
+        self.offset = offset
+        self._fd = os.open(path, os.O_RDONLY)
+        self._buf = b""
+        self._buf_start = offset
+
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    def next(self, end: int) -> bytes | _Stop:
+        """The next record's payload, reading no further than byte `end` of the file."""
+        if self.offset >= end:
+            return _Stop.END
+        if end - self.offset < _HEADER.size:
+            return _Stop.BAD
+        header = self._bytes(_HEADER.size)
+        if header is None:
+            return _Stop.BAD
+        length, crc = _HEADER.unpack(header)
+        if length == 0 or self.offset + _HEADER.size + length > end:
+            return _Stop.BAD
+        record = self._bytes(_HEADER.size + length)
+        if record is None:
+            return _Stop.BAD
+        payload = record[_HEADER.size :]
+        if zlib.crc32(payload) != crc:
+            return _Stop.BAD
+        self.offset += _HEADER.size + length
+        return payload
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def _bytes(self, n: int) -> bytes | None:
+        # Segments only grow and bytes never change in place, so a cached chunk stays valid.
+        start = self.offset - self._buf_start
+        if start < 0 or start + n > len(self._buf):
+            self._buf = os.pread(self._fd, max(n, _READ_CHUNK), self.offset)
+            self._buf_start = self.offset
+            start = 0
+            if len(self._buf) < n:
+                return None
+        return self._buf[start : start + n]
+
+
+class AuditSpool:
+    """Append-only segment files plus a persisted acknowledgement cursor."""
+
+    def __init__(
+        self, directory: Path, *, segment_bytes: int = 16 << 20, fsync_interval: float = 0.05
+    ) -> None:
+        """Open the spool in `directory`, creating it or recovering what a crash left behind."""
+        if segment_bytes <= 0:
+            raise ValueError("segment_bytes must be positive")
+        self._dir = directory
+        self._segment_bytes = segment_bytes
+        self._fsync_interval = fsync_interval
+        self._appended = 0
+        self._last_peek = 0
+        self._closed = False
+        # Records already read from the cursor onward, each with the position just after it.
+        self._pending: deque[tuple[pb.AuditEvent, Position]] = deque()
+        # Where a corrupt record was found, so each is reported once and counted consistently.
+        self._damaged: set[Position] = set()
+
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / _CURSOR_TMP).unlink(missing_ok=True)
+        self._segments, self._cursor = self._recover_layout()
+        self._write_seg = self._segments[-1]
+        self._write_size = self._recover_tail(self._write_seg)
+        self._write_fd = os.open(
+            self._path(self._write_seg), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+        )
+        os.fsync(self._write_fd)  # makes a tail truncation durable before anything is appended
+        self._last_sync = time.monotonic()
+        self._count = self._count_from(self._cursor)
+        self._reader = _SegmentReader(self._path(self._cursor[0]), *self._cursor)
+
+    @property
+    def appended(self) -> int:
+        """Events appended since this spool was opened."""
+        return self._appended
+
+    def __len__(self) -> int:
+        """Number of unacknowledged events."""
+        return self._count
+
+    def append(self, event: pb.AuditEvent) -> None:
+        """Write one event to the current segment."""
+        self._check_open()
+        self._write(_frame(event))
+        self._count += 1
+        self._appended += 1
+
+    def append_many(self, events: Iterable[pb.AuditEvent]) -> None:
+        """Write several events with a single write call."""
+        self._check_open()
+        records = [_frame(event) for event in events]
+        if not records:
+            return
+        self._write(b"".join(records))
+        self._count += len(records)
+        self._appended += len(records)
+
+    def peek(self, limit: int) -> list[pb.AuditEvent]:
+        """The oldest unacknowledged events in append order, at most `limit`, without consuming."""
+        self._check_open()
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        self._fill(limit)
+        batch = [event for event, _ in itertools.islice(self._pending, limit)]
+        self._last_peek = len(batch)
+        return batch
+
+    def ack(self, count: int) -> None:
+        """Mark the first `count` events of the last peek delivered and drop what is behind them."""
+        self._check_open()
+        if count < 0 or count > self._last_peek:
+            raise ValueError(f"cannot ack {count} events, the last peek returned {self._last_peek}")
+        if count == 0:
+            return
+        _, position = self._pending[count - 1]
+        for _ in range(count):
+            self._pending.popleft()
+        self._last_peek -= count
+        self._count -= count
+        self._cursor = self._normalize(position)
+        self._persist_cursor()
+        while self._segments[0] < self._cursor[0]:
+            number = self._segments.pop(0)
+            self._path(number).unlink(missing_ok=True)
+            self._damaged = {p for p in self._damaged if p[0] != number}
+
+    def sync(self) -> None:
+        """Fsync the current segment now."""
+        self._check_open()
+        os.fsync(self._write_fd)
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        """Fsync and close the spool; closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            os.fsync(self._write_fd)
+        finally:
+            os.close(self._write_fd)
+            self._reader.close()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if self._write_size > 0 and self._write_size + len(data) > self._segment_bytes:
+            self._rotate()
+        view = memoryview(data)
+        written = 0
+        try:
+            while written < len(data):
+                written += os.write(self._write_fd, view[written:])
+        except OSError:
+            # Leave no torn record behind (a full disk, say) for readers or for recovery.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._write_fd, self._write_size)
+            raise
+        self._write_size += len(data)
+        now = time.monotonic()
+        if now - self._last_sync >= self._fsync_interval:
+            os.fsync(self._write_fd)
+            self._last_sync = now
+
+    def _rotate(self) -> None:
+        number = self._write_seg + 1
+        fd = os.open(self._path(number), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        self._fsync_dir()
+        try:
+            os.fsync(self._write_fd)
+        finally:
+            os.close(self._write_fd)
+        self._segments.append(number)
+        self._write_seg, self._write_fd, self._write_size = number, fd, 0
+        self._last_sync = time.monotonic()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _fill(self, want: int) -> None:
+        """Read records past the pending ones until `want` are pending or none are left."""
+        while len(self._pending) < want:
+            reader = self._reader
+            sealed = reader.number != self._write_seg
+            end = reader.size() if sealed else self._write_size
+            stop = self._read_into_pending(reader, end, want)
+            if stop is None or (stop is _Stop.END and not sealed):
+                return
+            recount = False
+            if stop is _Stop.BAD:
+                recount = (reader.number, reader.offset) not in self._damaged
+                self._note_damage(reader.number, reader.offset)
+                if not sealed:
+                    self._rotate()  # appends must land after the damage to stay readable
+            number = self._segments[bisect_right(self._segments, reader.number)]
+            reader.close()
+            self._reader = _SegmentReader(self._path(number), number, 0)
+            if recount:
+                # The damage appeared after open, so the records behind it were counted.
+                self._count = len(self._pending) + self._count_from((number, 0))
+
+    def _read_into_pending(self, reader: _SegmentReader, end: int, want: int) -> _Stop | None:
+        while len(self._pending) < want:
+            record = reader.next(end)
+            if isinstance(record, _Stop):
+                return record
+            try:
+                event = pb.AuditEvent.FromString(record)
+            except DecodeError:
+                log.warning(
+                    "skipping undecodable audit record in segment %d ending at offset %d",
+                    reader.number,
+                    reader.offset,
+                )
+                self._count -= 1
+                continue
+            self._pending.append((event, (reader.number, reader.offset)))
+        return None
+
+    def _count_from(self, position: Position) -> int:
+        first, offset = position
+        count = 0
+        for number in self._segments[self._segments.index(first) :]:
+            reader = _SegmentReader(self._path(number), number, offset if number == first else 0)
+            try:
+                end = self._write_size if number == self._write_seg else reader.size()
+                while not isinstance(stop := reader.next(end), _Stop):
+                    count += 1
+                if stop is _Stop.BAD:
+                    self._note_damage(number, reader.offset)
+            finally:
+                reader.close()
+        return count
+
+    def _note_damage(self, number: int, offset: int) -> None:
+        if (number, offset) in self._damaged:
+            return
+        self._damaged.add((number, offset))
+        log.warning(
+            "audit spool segment %s is corrupt at offset %d; skipping the rest of it",
+            self._path(number).name,
+            offset,
+        )
+
+    # -- cursor and recovery -----------------------------------------------------------------
+
+    def _normalize(self, position: Position) -> Position:
+        number, offset = position
+        if number != self._write_seg and offset >= self._path(number).stat().st_size:
+            # The end of a sealed segment is the start of the next one; it can then be deleted.
+            return self._segments[bisect_right(self._segments, number)], 0
+        return position
+
+    def _persist_cursor(self) -> None:
+        number, offset = self._cursor
+        data = json.dumps({"segment": number, "offset": offset}).encode()
+        tmp = self._dir / _CURSOR_TMP
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self._dir / _CURSOR)
+        self._fsync_dir()
+
+    def _load_cursor(self) -> Position | None:
+        try:
+            raw = (self._dir / _CURSOR).read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(raw)
+            number, offset = data["segment"], data["offset"]
+            if not (type(number) is int and type(offset) is int and number >= 1 and offset >= 0):
+                raise ValueError(data)
+        except (ValueError, KeyError, TypeError):
+            # Re-sending acknowledged events is harmless (the control plane dedupes by
+            # (session_id, seq)); refusing to start would lose everything spooled.
+            log.warning("audit spool cursor is unreadable; re-reading from the oldest segment")
+            return None
+        return number, offset
+
+    def _recover_layout(self) -> tuple[list[int], Position]:
+        numbers = sorted(
+            int(m.group(1))
+            for p in self._dir.iterdir()
+            if (m := _SEGMENT_NAME.fullmatch(p.name)) and p.is_file()
+        )
+        cursor = self._load_cursor() or (numbers[0] if numbers else 1, 0)
+        number, offset = cursor
+        for stale in (n for n in numbers if n < number):
+            # A crash between persisting the cursor and deleting the segments behind it.
+            self._path(stale).unlink(missing_ok=True)
+        numbers = [n for n in numbers if n >= number]
+        if not numbers:
+            numbers = [number if offset == 0 else number + 1]
+            self._path(numbers[0]).touch()
+            self._fsync_dir()
+        if numbers[0] != number:
+            cursor = (numbers[0], 0)
+        elif offset > self._path(number).stat().st_size:
+            # The cursor reached the disk but the segment tail did not (power loss before the
+            # segment's fsync); re-deliver the segment rather than guess a record boundary.
+            log.warning("audit spool cursor is past the end of its segment; re-reading it")
+            cursor = (number, 0)
+        return numbers, cursor
+
+    def _recover_tail(self, number: int) -> int:
+        """Truncate a torn or corrupt tail of the last segment; return its valid length."""
+        start = self._cursor[1] if self._cursor[0] == number else 0
+        reader = _SegmentReader(self._path(number), number, start)
+        try:
+            size = reader.size()
+            while not isinstance(reader.next(size), _Stop):
+                pass
+            valid = reader.offset
+        finally:
+            reader.close()
+        if valid < size:
+            log.warning(
+                "audit spool segment %s: dropping %d bytes of torn or corrupt tail at offset %d",
+                self._path(number).name,
+                size - valid,
+                valid,
+            )
+            os.truncate(self._path(number), valid)
+        return valid
+
+    def _path(self, number: int) -> Path:
+        return self._dir / f"{number:012d}.seg"
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self._dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("audit spool is closed")

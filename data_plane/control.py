@@ -1,0 +1,83 @@
+"""The node's side of the gRPC contract: bundle subscription, credentials, audit upload.
+
+The subscription reconnects forever with capped backoff; while the control plane is away the
+node keeps enforcing the last bundle it received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import grpc
+
+from lockgate import __version__
+from protos.lockgate.v1 import node_pb2 as pb
+from protos.lockgate.v1 import node_pb2_grpc as pb_grpc
+
+log = logging.getLogger("lockgate.node.control")
+
+
+class ControlPlaneClient:
+    def __init__(self, target: str, node_token: str) -> None:
+        self.target = target
+        self._metadata = (("authorization", f"Bearer {node_token}"),)
+        self._channel = grpc.aio.insecure_channel(
+            target,
+            options=[
+                ("grpc.keepalive_time_ms", 5_000),
+                ("grpc.keepalive_timeout_ms", 3_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 2_000),
+                ("grpc.max_receive_message_length", 256 << 20),
+            ],
+        )
+        self._stub = pb_grpc.NodeServiceStub(self._channel)
+        self.connected = False
+
+    async def subscribe(
+        self,
+        labels: dict[str, str],
+        listeners: Sequence[str],
+        on_bundle: Callable[[pb.Bundle], Awaitable[None]],
+    ) -> None:
+        """Receive bundles until cancelled, reconnecting after every failure."""
+        delay = 0.2
+        request = pb.SubscribeRequest(version=__version__, labels=labels, listeners=listeners)
+        while True:
+            try:
+                call = self._stub.Subscribe(request, metadata=self._metadata)
+                async for bundle in call:
+                    if not self.connected:
+                        log.info("connected to control plane %s", self.target)
+                    self.connected = True
+                    delay = 0.2
+                    await on_bundle(bundle)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    log.error("control plane refused the node token: %s", exc.details())
+                elif self.connected:
+                    log.warning("lost the control plane (%s); retrying", exc.code().name)
+            self.connected = False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def credentials(self, connection: str, session_id: str, identity: str) -> pb.Credentials:
+        request = pb.CredentialsRequest(
+            connection=connection, session_id=session_id, identity=identity
+        )
+        result: pb.Credentials = await self._stub.FetchCredentials(
+            request, metadata=self._metadata, timeout=5.0
+        )
+        return result
+
+    async def upload(self, events: list[pb.AuditEvent]) -> pb.AuditAck:
+        result: pb.AuditAck = await self._stub.UploadAudit(
+            pb.AuditBatch(events=events), metadata=self._metadata, timeout=10.0
+        )
+        return result
+
+    async def close(self) -> None:
+        await self._channel.close()

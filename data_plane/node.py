@@ -1,0 +1,195 @@
+"""The node supervisor: subscribes to bundles, runs the protocol listeners, drains the audit
+spool, serves health and metrics, and ends live sessions whose token was revoked or expired.
+
+Enforcement is local: a session reads the bundle it was handed, never the control plane, so the
+node keeps working (and keeps auditing to its spool) while the control plane is away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import uvicorn
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from data_plane.audit.trail import AuditTrail
+from data_plane.control import ControlPlaneClient
+from data_plane.server import LiveSession, NoBundle, ProtocolServer
+from lockgate import runtime
+from lockgate.bundle import BundleView, now_ms
+from lockgate.ports import PortTaken, bind
+from lockgate.settings import Settings
+from protos.lockgate.v1 import node_pb2 as pb
+
+log = logging.getLogger("lockgate.node")
+
+FIRST_BUNDLE_WAIT = 10.0
+
+
+class Node:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.name = "node"
+        home = settings.ensure_home()
+        self.audit = AuditTrail(home / "spool", batch_size=settings.audit_batch_size)
+        self.control = ControlPlaneClient(settings.control_plane, settings.node_token)
+        self._bundle: BundleView | None = None
+        self._have_bundle = asyncio.Event()
+        self._sessions: set[LiveSession] = set()
+        self.servers: list[ProtocolServer] = []
+        self.registry = CollectorRegistry()
+        self.m_sessions = Gauge("lockgate_node_sessions", "live sessions", registry=self.registry)
+        self.m_revision = Gauge(
+            "lockgate_node_bundle_revision", "bundle revision in force", registry=self.registry
+        )
+        self.m_spool = Gauge(
+            "lockgate_node_audit_pending",
+            "audit events not yet acknowledged",
+            registry=self.registry,
+        )
+        self.m_terminated = Counter(
+            "lockgate_node_sessions_terminated",
+            "sessions ended by the node (revoked or expired token)",
+            registry=self.registry,
+        )
+
+    # NodeContext -------------------------------------------------------------------------
+
+    async def bundle(self) -> BundleView:
+        if self._bundle is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._have_bundle.wait(), FIRST_BUNDLE_WAIT)
+        if self._bundle is None:
+            raise NoBundle("the node has not received its policy bundle yet")
+        return self._bundle
+
+    async def credentials(self, connection: str, session_id: str, identity: str) -> pb.Credentials:
+        return await self.control.credentials(connection, session_id, identity)
+
+    def register(self, session: LiveSession) -> None:
+        self._sessions.add(session)
+        self.m_sessions.set(len(self._sessions))
+
+    def unregister(self, session: LiveSession) -> None:
+        self._sessions.discard(session)
+        self.m_sessions.set(len(self._sessions))
+
+    # bundles and token lifetimes ---------------------------------------------------------
+
+    async def _on_bundle(self, bundle: pb.Bundle) -> None:
+        view = await asyncio.to_thread(BundleView, bundle)
+        first = self._bundle is None
+        self._bundle = view
+        self.name = bundle.node_name or self.name
+        self.m_revision.set(view.revision)
+        self._have_bundle.set()
+        if first:
+            log.info("bundle revision %d in force (%s)", view.revision, self.name)
+        self._end_invalid_sessions(view)
+
+    def _end_invalid_sessions(self, view: BundleView) -> None:
+        at = now_ms()
+        for session in list(self._sessions):
+            if not view.token_active(session.token_id, at):
+                self.m_terminated.inc()
+                session.terminate("the session's token was revoked or has expired")
+
+    async def _watch_expiry(self) -> None:
+        # Expiry is enforced from the bundle alone, so it holds without the control plane.
+        while True:
+            await asyncio.sleep(1.0)
+            if self._bundle is not None:
+                self._end_invalid_sessions(self._bundle)
+            self.m_spool.set(len(self.audit.spool))
+
+    # health ------------------------------------------------------------------------------
+
+    def _health_app(self) -> Starlette:
+        async def healthz(_: Request) -> Response:
+            ok = self._bundle is not None
+            return JSONResponse(
+                {
+                    "status": "ok" if ok else "waiting for bundle",
+                    "node": self.name,
+                    "revision": self._bundle.revision if self._bundle else 0,
+                    "control_plane": "connected" if self.control.connected else "unreachable",
+                    "sessions": len(self._sessions),
+                    "audit_pending": len(self.audit.spool),
+                },
+                status_code=200 if ok else 503,
+            )
+
+        async def metrics(_: Request) -> Response:
+            self.m_spool.set(len(self.audit.spool))
+            return Response(generate_latest(self.registry), media_type="text/plain; version=0.0.4")
+
+        return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics)])
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        from data_plane.protocols.postgres.adapter import PostgresServer
+
+        s = self.settings
+        health_socket = bind(s.bind, s.node_http_port, what="node health")
+        self.servers = [PostgresServer(self, s)]
+        for server in self.servers:
+            await server.bind()
+        tasks = [
+            asyncio.create_task(
+                self.control.subscribe(
+                    s.node_labels, [srv.name for srv in self.servers], self._on_bundle
+                )
+            ),
+            asyncio.create_task(self.audit.drain(self.control)),
+            asyncio.create_task(self._watch_expiry()),
+            *(asyncio.create_task(srv.serve()) for srv in self.servers),
+        ]
+        health = uvicorn.Server(
+            uvicorn.Config(self._health_app(), log_level="warning", lifespan="off", loop="none")
+        )
+        try:
+            await health.serve(sockets=[health_socket])
+        finally:
+            for server in self.servers:
+                await server.close()
+            for session in list(self._sessions):
+                session.terminate("the node is shutting down")
+            await self._flush_audit(deadline=time.monotonic() + 3.0)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.control.close()
+            self.audit.close()
+
+    async def _flush_audit(self, deadline: float) -> None:
+        """Give the uploader a moment to deliver what is spooled; the rest waits on disk."""
+        while len(self.audit.spool) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+def run(settings: Settings) -> int:
+    """Run a node until SIGINT or SIGTERM; returns the process exit code."""
+    import sys
+
+    runtime.setup_logging(settings.log_level)
+    if not settings.control_plane or not settings.node_token:
+        print("lockgate node: --control-plane and --token are required", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        await Node(settings).run()
+
+    try:
+        runtime.run(main())
+    except PortTaken as exc:
+        print(f"lockgate node: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,1 @@
+"""Protocol adapters; each package has codec, session and adapter modules."""

@@ -1,0 +1,479 @@
+"""The PostgreSQL listener: the only module of this protocol that touches sockets.
+
+It walks a client connection through the states listed in `session.py`: TLS and start-up,
+token authentication (cleartext over TLS or SCRAM-SHA-256), the `connect` decision, the upstream
+login with credentials fetched for this session, then the relay, where every statement is
+audited before it is forwarded. Errors reach the client as native ErrorResponses with SQLSTATEs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import ssl
+from datetime import UTC, datetime
+
+import grpc
+
+from data_plane import tls
+from data_plane.audit.trail import SessionAudit
+from data_plane.protocols.postgres import codec
+from data_plane.protocols.postgres.auth import (
+    AuthFailed,
+    ScramCandidate,
+    ScramServer,
+    UpstreamAuth,
+)
+from data_plane.protocols.postgres.session import ClientStream, State
+from data_plane.server import NoBundle, NodeContext
+from lockgate.bundle import AuthError, BundleView
+from lockgate.ports import bind
+from lockgate.settings import Settings
+from protos.lockgate.v1 import node_pb2 as pb
+
+log = logging.getLogger("lockgate.node.pg")
+
+READ_SIZE = 1 << 16
+HANDSHAKE_TIMEOUT = 30.0
+UPSTREAM_CONNECT_TIMEOUT = 10.0
+# Start-up parameters the node sets itself on the upstream leg.
+OWN_PARAMS = {"user", "database", "replication"}
+
+
+class SessionError(Exception):
+    """Ends the session with a FATAL ErrorResponse carrying this SQLSTATE."""
+
+    def __init__(self, sqlstate: str, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.detail = detail
+
+
+class PostgresServer:
+    name = "pg"
+
+    def __init__(self, node: NodeContext, settings: Settings) -> None:
+        self.node = node
+        self.settings = settings
+        self.server: asyncio.Server | None = None
+        self.ssl_context: ssl.SSLContext | None = None
+        # client cancel key -> (upstream host, port, upstream pid, upstream secret)
+        self.cancel_keys: dict[tuple[int, bytes], tuple[str, int, int, bytes]] = {}
+
+    async def bind(self) -> None:
+        s = self.settings
+        if s.tls_cert and s.tls_key:
+            cert, key = s.tls_cert, s.tls_key
+        else:
+            cert, key = tls.self_signed(s.home / "tls")
+        self.ssl_context = tls.server_context(cert, key)
+        sock = bind(s.bind, s.pg_port, what="PostgreSQL")
+        self.server = await asyncio.start_server(self._accept, sock=sock, start_serving=False)
+
+    async def serve(self) -> None:
+        assert self.server is not None
+        log.info("PostgreSQL listener on %s:%d", self.settings.bind, self.settings.pg_port)
+        await self.server.serve_forever()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = ClientConnection(self, reader, writer)
+        try:
+            await conn.run()
+        except Exception:  # a bug in one session must never take the node down
+            log.exception("session %s failed", conn.session_id)
+        finally:
+            await conn.close()
+
+    async def cancel(self, request: codec.CancelRequest) -> None:
+        """Forward a CancelRequest to the upstream backend it names (protocol 55.2.7)."""
+        target = self.cancel_keys.get((request.pid, request.secret))
+        if target is None:
+            return
+        host, port, pid, secret = target
+        with contextlib.suppress(OSError, TimeoutError):
+            _, w = await asyncio.wait_for(asyncio.open_connection(host, port), 5.0)
+            w.write(codec.cancel_request(pid, secret))
+            await w.drain()
+            w.close()
+
+
+class ClientConnection:
+    """One client connection, from the first byte to the session's end."""
+
+    def __init__(
+        self, server: PostgresServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.server = server
+        self.node = server.node
+        self.reader = reader
+        self.writer = writer
+        self.state = State.NEGOTIATING
+        self.tls = False
+        self.token_id = ""
+        self.audit: SessionAudit | None = None
+        self.session_id = ""
+        peer = writer.get_extra_info("peername")
+        self.client_addr = f"{peer[0]}:{peer[1]}" if peer else ""
+        self.messages = codec.MessageReader()
+        self.upstream_writer: asyncio.StreamWriter | None = None
+        self.cancel_key: tuple[int, bytes] | None = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.outcome = "closed"
+        self.registered = False
+
+    # the session, state by state ---------------------------------------------------------
+
+    async def run(self) -> None:
+        startup = await self._negotiate()
+        if startup is None:
+            return
+        try:
+            await self._start(startup)
+        except SessionError as exc:
+            await self._fatal(exc.sqlstate, str(exc), exc.detail)
+            return
+        except codec.ProtocolError as exc:
+            await self._fatal(exc.sqlstate, f"protocol violation: {exc}")
+            self.outcome = "error"
+            return
+        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
+            self.outcome = "client_gone"
+            return
+        await self._relay()
+
+    async def _negotiate(self) -> codec.StartupMessage | None:
+        """SSLRequest, GSSENCRequest and CancelRequest until the StartupMessage arrives."""
+        reader = codec.StartupReader()
+        while True:
+            msg = reader.next_message()
+            if msg is None:
+                data = await asyncio.wait_for(self.reader.read(READ_SIZE), HANDSHAKE_TIMEOUT)
+                if not data:
+                    return None
+                try:
+                    reader.feed(data)
+                    continue
+                except codec.ProtocolError as exc:
+                    await self._fatal(exc.sqlstate, f"invalid start-up packet: {exc}")
+                    return None
+            if isinstance(msg, codec.SSLRequest):
+                if self.tls or reader.remainder():
+                    await self._fatal("08P01", "unexpected data after SSLRequest")
+                    return None
+                self.writer.write(codec.ssl_response(True))
+                await self.writer.drain()
+                await self.writer.start_tls(self.server.ssl_context)  # type: ignore[arg-type]
+                self.tls = True
+                reader = codec.StartupReader()
+            elif isinstance(msg, codec.GSSEncRequest):
+                self.writer.write(b"N")
+                await self.writer.drain()
+            elif isinstance(msg, codec.CancelRequest):
+                await self.server.cancel(msg)
+                return None
+            else:
+                self.messages.feed(reader.remainder())
+                return msg
+
+    async def _start(self, startup: codec.StartupMessage) -> None:
+        params = startup.params
+        user = params.get("user", "")
+        connection_name = params.get("database") or user
+        if not user:
+            raise SessionError("28000", "no user name in the start-up packet")
+        if "replication" in params and params["replication"] not in ("", "false", "0", "off"):
+            raise SessionError("0A000", "replication connections are not supported by Lockgate")
+        self.audit = self.node.audit.session()
+        self.session_id = self.audit.session_id
+        self.audit.record(
+            "session.start",
+            identity=user,
+            connection=connection_name,
+            protocol="postgres",
+            node=self.node.name,
+            client_addr=self.client_addr,
+            tls=self.tls,
+            application_name=params.get("application_name", ""),
+        )
+        self.state = State.AUTHENTICATING
+        try:
+            bundle = await self.node.bundle()
+        except NoBundle as exc:
+            self.outcome = "error"
+            raise SessionError("08006", str(exc)) from None
+        await self._authenticate(bundle, user)
+
+        self.state = State.CONNECTING
+        connection = bundle.connections.get(connection_name)
+        if connection is None or connection.type != "postgres":
+            self.outcome = "denied"
+            self.audit.record("connect.denied", reason="unknown connection")
+            raise SessionError(
+                "3D000", f'connection "{connection_name}" does not exist on this node'
+            )
+        decision = bundle.authorize(
+            user, "connect", connection.name, {"hour": datetime.now(UTC).hour}
+        )
+        self.audit.record(
+            "decision",
+            action="connect",
+            allowed=decision.allowed,
+            policies=list(decision.policies),
+            reason=decision.reason,
+        )
+        if not decision.allowed:
+            self.outcome = "denied"
+            raise SessionError("42501", f"permission denied: {decision.reason}")
+        self.node.register(self)
+        self.registered = True
+        try:
+            creds = await self.node.credentials(connection.name, self.session_id, user)
+        except grpc.aio.AioRpcError as exc:
+            self.outcome = "error"
+            raise SessionError(
+                "08006",
+                f'credentials for connection "{connection.name}" are unavailable',
+                detail=f"control plane: {exc.code().name}",
+            ) from None
+        await self._login_upstream(
+            connection.host, connection.port, connection.database, creds, params
+        )
+
+    async def _authenticate(self, bundle: BundleView, user: str) -> None:
+        assert self.audit is not None
+        # Cleartext only inside TLS; SCRAM otherwise or when configured (protocol 55.3).
+        method = "password" if self.tls and self.server.settings.pg_auth == "auto" else "scram"
+        try:
+            if method == "password":
+                self.writer.write(codec.authentication_cleartext_password())
+                body = await self._expect(ord("p"))
+                password = codec.parse_password(body).decode("utf-8", "replace")
+                who = bundle.check_password(user, password)
+                self.token_id = who.token_id
+            else:
+                self.token_id = await self._scram(bundle, user)
+        except (AuthError, AuthFailed) as exc:
+            self.outcome = "auth_failed"
+            self.audit.record("auth.failed", reason=str(exc))
+            raise SessionError("28P01", str(exc)) from None
+        self.audit.record("auth.ok", token_id=self.token_id, method=method)
+
+    async def _scram(self, bundle: BundleView, user: str) -> str:
+        """SCRAM-SHA-256 against every token of `user` (protocol 55.3.1); the matching token id."""
+        salt, iterations = bundle.scram_salt(user)
+        candidates = [
+            ScramCandidate(t.id, t.scram_stored_key, t.scram_server_key)
+            for t in bundle.scram_tokens(user)
+        ]
+        scram = ScramServer(salt, iterations, candidates)
+        self.writer.write(codec.authentication_sasl(["SCRAM-SHA-256"]))
+        mechanism, first = codec.parse_sasl_initial_response(await self._expect(ord("p")))
+        if mechanism != "SCRAM-SHA-256":
+            raise AuthFailed(f"unsupported SASL mechanism {mechanism!r}")
+        self.writer.write(codec.authentication_sasl_continue(scram.handle_client_first(first)))
+        token_id, final = scram.handle_client_final(await self._expect(ord("p")))
+        if not bundle.token_active(token_id):
+            raise AuthFailed(f'token for user "{user}" has expired')
+        self.writer.write(codec.authentication_sasl_final(final))
+        return token_id
+
+    async def _login_upstream(
+        self,
+        host: str,
+        port: int,
+        database: str,
+        creds: pb.Credentials,
+        client_params: dict[str, str],
+    ) -> None:
+        assert self.audit is not None
+        username, password = creds.username, creds.password
+        try:
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port), UPSTREAM_CONNECT_TIMEOUT
+            )
+        except (OSError, TimeoutError) as exc:
+            self.outcome = "error"
+            self.audit.record("upstream.error", error=f"cannot reach {host}:{port}")
+            raise SessionError(
+                "08001", f"could not connect to the target at {host}:{port}", detail=str(exc)
+            ) from None
+        self.upstream_reader, self.upstream_writer = up_reader, up_writer
+        params = {k: v for k, v in client_params.items() if k not in OWN_PARAMS}
+        params.update(user=username, database=database)
+        up_writer.write(codec.startup_message(params))
+        upstream = codec.MessageReader()
+        auth = UpstreamAuth(username, password)
+        while not auth.done:
+            kind, body = await self._read_from(up_reader, upstream)
+            if kind == ord("R"):
+                try:
+                    reply = auth.respond(*codec.parse_authentication(body))
+                except AuthFailed as exc:
+                    raise SessionError("08004", f"the target refused the login: {exc}") from None
+                if reply:
+                    up_writer.write(reply)
+            elif kind == ord("E"):
+                fields = codec.parse_error_fields(body)
+                self.outcome = "error"
+                self.audit.record("upstream.error", error=fields.get("M", ""))
+                raise SessionError(
+                    "08004", f"the target refused the login: {fields.get('M', 'unknown error')}"
+                )
+            else:
+                raise SessionError("08P01", f"unexpected message {chr(kind)!r} from the target")
+        # AuthenticationOk to the client, then the target's ParameterStatus, our own
+        # BackendKeyData in place of the target's, and ReadyForQuery (protocol 55.2.1).
+        self.writer.write(codec.authentication_ok())
+        while True:
+            kind, body = await self._read_from(up_reader, upstream)
+            if kind == ord("K"):
+                up_pid, up_secret = codec.parse_backend_key_data(body)
+                pid = secrets.randbelow(1 << 31)
+                secret = secrets.token_bytes(4)
+                self.cancel_key = (pid, secret)
+                self.server.cancel_keys[self.cancel_key] = (host, port, up_pid, up_secret)
+                self.writer.write(codec.backend_key_data(pid, secret))
+            else:
+                self.writer.write(bytes([kind]) + (len(body) + 4).to_bytes(4, "big") + body)
+                if kind == ord("E"):
+                    fields = codec.parse_error_fields(body)
+                    raise SessionError(fields.get("C", "08004"), fields.get("M", "target error"))
+                if kind == ord("Z"):
+                    break
+        pending = upstream.pending()
+        if pending:
+            self.writer.write(pending)
+        await self.writer.drain()
+        self.audit.record("session.connected", target=f"{host}:{port}", database=database)
+
+    async def _relay(self) -> None:
+        assert self.audit is not None and self.upstream_writer is not None
+        self.state = State.RELAYING
+        to_upstream = asyncio.create_task(self._client_to_upstream())
+        to_client = asyncio.create_task(self._upstream_to_client())
+        done, pending = await asyncio.wait(
+            {to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, ConnectionError | ssl.SSLError):
+                if isinstance(exc, codec.ProtocolError):
+                    self.outcome = "error"
+                    with contextlib.suppress(Exception):
+                        await self._fatal(exc.sqlstate, f"protocol violation: {exc}")
+                else:
+                    raise exc
+
+    async def _client_to_upstream(self) -> None:
+        assert self.audit is not None and self.upstream_writer is not None
+        stream = ClientStream()
+        up = self.upstream_writer
+        record = self.audit.record
+        while True:
+            data = await self.reader.read(READ_SIZE)
+            if not data:
+                return
+            self.bytes_in += len(data)
+            out, statements = stream.feed(data)
+            for st in statements:
+                record(
+                    "statement", sql=st.sql, protocol=st.protocol, name=st.name, decision="allow"
+                )
+            if out:
+                up.write(out)
+                await up.drain()
+            if stream.terminated:
+                return
+
+    async def _upstream_to_client(self) -> None:
+        up_reader = self.upstream_reader
+        writer = self.writer
+        while True:
+            data = await up_reader.read(READ_SIZE)
+            if not data:
+                return
+            self.bytes_out += len(data)
+            writer.write(data)
+            await writer.drain()
+
+    # helpers -----------------------------------------------------------------------------
+
+    async def _expect(self, kind: int) -> bytes:
+        await self.writer.drain()
+        got, body = await self._read_from(self.reader, self.messages)
+        if got != kind:
+            raise codec.ProtocolError(f"expected message {chr(kind)!r}, got {chr(got)!r}")
+        return body
+
+    @staticmethod
+    async def _read_from(
+        reader: asyncio.StreamReader, messages: codec.MessageReader
+    ) -> tuple[int, bytes]:
+        while True:
+            msg = messages.next_message()
+            if msg is not None:
+                return msg
+            data = await asyncio.wait_for(reader.read(READ_SIZE), HANDSHAKE_TIMEOUT)
+            if not data:
+                raise ConnectionError("peer closed the connection")
+            messages.feed(data)
+
+    async def _fatal(self, sqlstate: str, message: str, detail: str | None = None) -> None:
+        if self.outcome == "closed":
+            self.outcome = "error"
+        if self.audit is not None:
+            self.audit.record("error", sqlstate=sqlstate, message=message)
+        with contextlib.suppress(Exception):
+            self.writer.write(
+                codec.error_response(sqlstate, message, severity="FATAL", detail=detail)
+            )
+            await asyncio.wait_for(self.writer.drain(), 5.0)
+
+    def terminate(self, reason: str) -> None:
+        """End the session now (token revoked or expired, node shutting down).
+
+        Before the relay starts every write is a whole message, so the client gets a FATAL
+        error it can show; during the relay the connection is cut, since a message from the
+        target may be half-forwarded.
+        """
+        self.outcome = "terminated"
+        if self.audit is not None:
+            self.audit.record("session.terminated", reason=reason)
+        if self.state is not State.RELAYING:
+            with contextlib.suppress(Exception):
+                self.writer.write(codec.error_response("28P01", reason, severity="FATAL"))
+            self.writer.close()
+            if self.upstream_writer is not None:
+                self.upstream_writer.transport.abort()
+            return
+        for w in (self.writer, self.upstream_writer):
+            if w is not None:
+                w.transport.abort()
+
+    async def close(self) -> None:
+        self.state = State.CLOSED
+        if self.registered:
+            self.node.unregister(self)
+        if self.cancel_key is not None:
+            self.server.cancel_keys.pop(self.cancel_key, None)
+        if self.audit is not None:
+            self.audit.record(
+                "session.end",
+                outcome=self.outcome,
+                bytes_in=self.bytes_in,
+                bytes_out=self.bytes_out,
+            )
+        for w in (self.upstream_writer, self.writer):
+            if w is not None:
+                with contextlib.suppress(Exception):
+                    w.close()

@@ -1,0 +1,55 @@
+"""What every protocol listener looks like to the node, and what the node offers to them.
+
+A `ProtocolServer` binds its port, serves until closed, and reaches the rest of the node only
+through a `NodeContext`: the current bundle, target credentials, the audit trail and the registry
+of live sessions (which the node uses to end sessions whose token was revoked).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from data_plane.audit.trail import AuditTrail
+from lockgate.bundle import BundleView
+from protos.lockgate.v1 import node_pb2 as pb
+
+
+class NoBundle(Exception):
+    """The node has not received a policy bundle yet."""
+
+
+class LiveSession(Protocol):
+    token_id: str
+
+    def terminate(self, reason: str) -> None: ...
+
+
+class NodeContext(Protocol):
+    name: str
+    audit: AuditTrail
+
+    async def bundle(self) -> BundleView:
+        """The current bundle, waiting briefly for the first one after start-up."""
+        ...
+
+    async def credentials(
+        self, connection: str, session_id: str, identity: str
+    ) -> pb.Credentials: ...
+
+    def register(self, session: LiveSession) -> None: ...
+
+    def unregister(self, session: LiveSession) -> None: ...
+
+
+class ProtocolServer(Protocol):
+    name: str
+
+    async def bind(self) -> None:
+        """Open the listening socket; raise PortTaken when it cannot."""
+        ...
+
+    async def serve(self) -> None:
+        """Accept connections until cancelled."""
+        ...
+
+    async def close(self) -> None: ...

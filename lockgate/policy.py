@@ -1,0 +1,208 @@
+"""Cedar policies: validation with a location, and authorization against a compiled bundle.
+
+Principals are `Identity::"name"` (members of `Group::"name"`), resources `Connection::"name"`,
+actions `Action::"connect" | "read" | "write" | "ddl" | "admin" | "exec"`. Named policies may each
+hold several Cedar statements; decisions report the names of the policies that decided.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cedarpy
+
+ACTIONS = ("connect", "read", "write", "ddl", "admin", "exec")
+
+
+@dataclass(frozen=True)
+class CedarError:
+    message: str
+    line: int
+    column: int
+    policy_index: int
+
+    def __str__(self) -> str:
+        return f"line {self.line}, column {self.column}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one authorization: data, so tests and the audit trail can assert on it."""
+
+    allowed: bool
+    action: str
+    policies: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    kind: str = "user"
+    role: str = "member"
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Resource:
+    name: str
+    type: str
+    database: str = ""
+    node_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def statement_count(cedar: str) -> int:
+    """How many statements a valid policy text holds."""
+    return len(json.loads(cedarpy.policies_to_json_str(cedar))["staticPolicies"])
+
+
+def validate(cedar: str) -> CedarError | None:
+    """None when `cedar` parses; otherwise the first error with its line and column."""
+    try:
+        cedarpy.policies_to_json_str(cedar)
+        return None
+    except ValueError as exc:
+        message = str(exc)
+    offset = _error_offset(cedar, message)
+    line = cedar.count("\n", 0, offset) + 1
+    column = offset - (cedar.rfind("\n", 0, offset) + 1) + 1
+    index = sum(1 for _ in _statement_ends(cedar[:offset]))
+    return CedarError(message=message, line=line, column=column, policy_index=index)
+
+
+def _statement_ends(text: str) -> Iterable[int]:
+    """Offsets of the `;` ending each statement, skipping strings and comments."""
+    i, depth, n = 0, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+        elif c == "/" and text.startswith("//", i):
+            i = text.find("\n", i)
+            if i < 0:
+                return
+        elif c in "({[":
+            depth += 1
+        elif c in ")}]":
+            depth -= 1
+        elif c == ";" and depth <= 0:
+            yield i
+        i += 1
+
+
+def _error_offset(cedar: str, message: str) -> int:
+    """Where the error is: Cedar's parser reports no position, so it is found here.
+
+    The failing statement is located by parsing statement by statement; within it, an
+    "unexpected token" is placed at the shortest prefix that fails with the same message, an
+    "unexpected end of input" at the end of the text, anything else at the statement's start.
+    """
+    if "unexpected end of input" in message:
+        return len(cedar.rstrip())
+    start = 0
+    for end in _statement_ends(cedar):
+        try:
+            cedarpy.policies_to_json_str(cedar[start : end + 1])
+        except ValueError:
+            break
+        start = end + 1
+    else:
+        end = len(cedar) - 1
+    stmt = cedar[start : end + 1]
+    lead = len(stmt) - len(stmt.lstrip())
+    if message.startswith("unexpected token"):
+        for stop in range(lead + 1, len(stmt) + 1):
+            if stmt[stop - 1].isspace():
+                continue
+            try:
+                cedarpy.policies_to_json_str(stmt[:stop])
+            except ValueError as exc:
+                if str(exc) == message:
+                    return start + stop - 1
+    return start + lead
+
+
+class PolicyEngine:
+    """Pre-parsed Cedar policies and entities of one bundle revision."""
+
+    def __init__(
+        self,
+        policies: Iterable[tuple[str, str]],
+        principals: Iterable[Principal],
+        resources: Iterable[Resource],
+    ) -> None:
+        texts: list[str] = []
+        self._owners: list[str] = []
+        for name, cedar in policies:
+            try:
+                count = statement_count(cedar)
+            except ValueError:
+                continue  # rejected at write time; never let one bad policy disable the rest
+            texts.append(cedar)
+            self._owners.extend([name] * count)
+        self._policies = cedarpy.PolicySet.from_str("\n".join(texts))
+        entities: list[dict[str, Any]] = []
+        groups: set[str] = set()
+        for p in principals:
+            groups.update(p.groups)
+            entities.append(
+                {
+                    "uid": {"type": "Identity", "id": p.name},
+                    "attrs": {"name": p.name, "kind": p.kind, "role": p.role},
+                    "parents": [{"type": "Group", "id": g} for g in p.groups],
+                }
+            )
+        entities.extend(
+            {"uid": {"type": "Group", "id": g}, "attrs": {}, "parents": []} for g in sorted(groups)
+        )
+        for r in resources:
+            entities.append(
+                {
+                    "uid": {"type": "Connection", "id": r.name},
+                    "attrs": {
+                        "name": r.name,
+                        "type": r.type,
+                        "database": r.database,
+                        "node_labels": dict(r.node_labels),
+                    },
+                    "parents": [],
+                }
+            )
+        self._entities = cedarpy.Entities.from_json_str(json.dumps(entities))
+
+    def authorize(
+        self, identity: str, action: str, connection: str, context: Mapping[str, Any] | None = None
+    ) -> Decision:
+        request = {
+            "principal": f'Identity::"{_escape(identity)}"',
+            "action": f'Action::"{action}"',
+            "resource": f'Connection::"{_escape(connection)}"',
+            "context": dict(context or {}),
+        }
+        result = cedarpy.is_authorized(request, self._policies, self._entities)
+        names = tuple(dict.fromkeys(self._owner(pid) for pid in result.diagnostics.reasons))
+        errors = tuple(result.diagnostics.errors)
+        if result.allowed:
+            return Decision(True, action, names, errors)
+        if names:
+            reason = f"{action} on {connection} forbidden by policy {', '.join(names)}"
+        else:
+            reason = f"no policy permits {identity} to {action} on {connection}"
+        return Decision(False, action, names, errors, reason)
+
+    def _owner(self, policy_id: str) -> str:
+        if policy_id.startswith("policy") and policy_id[6:].isdigit():
+            index = int(policy_id[6:])
+            if index < len(self._owners):
+                return self._owners[index]
+        return policy_id
+
+
+def _escape(name: str) -> str:
+    return name.replace("\\", "\\\\").replace('"', '\\"')

@@ -1,0 +1,1 @@
+"""Test harness: real servers (PostgreSQL targets) and real Lockgate processes on free ports."""
