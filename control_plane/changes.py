@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 
 from sqlalchemy import event, update
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from control_plane.models import BundleState, utcnow
@@ -52,12 +52,13 @@ async def current(session: AsyncSession) -> int:
 
 async def bump(session: AsyncSession) -> int:
     """Increment the configuration revision inside the caller's transaction."""
-    result = await session.exec(  # type: ignore[call-overload]
+    stmt = (
         update(BundleState)
-        .where(BundleState.id == 1)  # type: ignore[arg-type]
-        .values(revision=BundleState.revision + 1, updated_at=utcnow())
-        .returning(BundleState.revision)
+        .where(col(BundleState.id) == 1)
+        .values(revision=col(BundleState.revision) + 1, updated_at=utcnow())
+        .returning(col(BundleState.revision))
     )
+    result = await session.exec(stmt)
     revision = int(result.scalar_one())
 
     def _after_commit(_sync_session: object) -> None:

@@ -132,7 +132,7 @@ async def start_server(db: Database, box: SecretBox, bind: str, port: int) -> gr
             ("grpc.max_send_message_length", 256 << 20),
         ]
     )
-    pb_grpc.add_NodeServiceServicer_to_server(NodeService(db, box), server)
+    pb_grpc.add_NodeServiceServicer_to_server(NodeService(db, box), server)  # type: ignore[no-untyped-call]
     address = f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
     if server.add_insecure_port(address) == 0:
         raise OSError(f"cannot listen for nodes on {address}")

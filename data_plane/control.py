@@ -34,7 +34,7 @@ class ControlPlaneClient:
                 ("grpc.max_receive_message_length", 256 << 20),
             ],
         )
-        self._stub = pb_grpc.NodeServiceStub(self._channel)
+        self._stub = pb_grpc.NodeServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self.connected = False
 
     async def subscribe(
@@ -80,4 +80,4 @@ class ControlPlaneClient:
         return result
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._channel.close(grace=None)
