@@ -113,3 +113,34 @@ def test_upstream_password_appears_in_no_response_log_event_or_database_file(
     for spooled in Path(node.home).rglob("*"):
         if spooled.is_file():
             assert secret.encode() not in spooled.read_bytes()
+
+
+def test_spooled_events_survive_a_node_crash_while_the_control_plane_is_down(
+    control_plane: ControlPlane, agent: Agent
+):
+    import signal
+
+    from tests.integration.conftest import wait_for_revision
+
+    crash_node = Node(control_plane, "crash-node").start()
+    try:
+        wait_for_revision(control_plane, crash_node)
+        conn = psycopg.connect(crash_node.dsn(agent.name, agent.token, "appdb"), autocommit=True)
+        control_plane.stop()
+        try:
+            for i in range(10):
+                conn.execute(f"SELECT {i} AS before_crash")
+            assert crash_node.process is not None
+            crash_node.process.stop(sig=signal.SIGKILL)  # no chance to flush anything
+        finally:
+            control_plane.start()
+        crash_node.start()
+        expected = [f"SELECT {i} AS before_crash" for i in range(10)]
+
+        def delivered() -> bool:
+            found = sessions_of(control_plane, agent.name)
+            return any(statements(control_plane, s["id"]) == expected for s in found)
+
+        wait_until(delivered, 15, "events spooled before the crash", interval=0.1)
+    finally:
+        crash_node.cleanup()
