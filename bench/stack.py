@@ -58,8 +58,9 @@ def start() -> Stack:
         "POST",
         "/policies",
         json={
-            "name": "bench-connect",
-            "cedar": 'permit(principal in Group::"bench", action == Action::"connect", resource);',
+            "name": "bench-read",
+            "cedar": 'permit(principal in Group::"bench", '
+            'action in [Action::"connect", Action::"read"], resource);',
         },
     )
     token = cp.ok("POST", "/tokens", json={"identity": identity})["token"]

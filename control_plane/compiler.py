@@ -16,7 +16,16 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from control_plane import changes
-from control_plane.models import Connection, Group, Identity, IdentityGroup, Policy, Token, utcnow
+from control_plane.models import (
+    Connection,
+    Group,
+    Identity,
+    IdentityGroup,
+    MaskingRule,
+    Policy,
+    Token,
+    utcnow,
+)
 from protos.lockgate.v1 import node_pb2 as pb
 
 
@@ -81,6 +90,17 @@ async def compile_bundle(session: AsyncSession) -> pb.Bundle:
         )
     for policy in (await session.exec(select(Policy).order_by(col(Policy.name)))).all():
         bundle.policies.append(pb.Policy(name=policy.name, cedar=policy.cedar))
+    for rule in (await session.exec(select(MaskingRule).order_by(col(MaskingRule.name)))).all():
+        bundle.masking_rules.append(
+            pb.MaskingRule(
+                name=rule.name,
+                connections=rule.connections,
+                columns=rule.columns,
+                detectors=rule.detectors,
+                exempt=rule.exempt,
+                unresolved=rule.unresolved,
+            )
+        )
     return bundle
 
 

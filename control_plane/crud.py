@@ -24,6 +24,7 @@ from control_plane.models import (
     Group,
     Identity,
     IdentityGroup,
+    MaskingRule,
     Node,
     Policy,
     Token,
@@ -36,6 +37,8 @@ from control_plane.schemas import (
     GroupCreate,
     IdentityCreate,
     IdentityUpdate,
+    MaskingRuleCreate,
+    MaskingRuleUpdate,
     NodeCreate,
 )
 from lockgate import tokens
@@ -504,3 +507,47 @@ async def list_session_events(
         .limit(limit)
     )
     return list((await session.exec(query)).all())
+
+
+# masking rules
+
+
+async def get_masking_rule(*, session: AsyncSession, name: str) -> MaskingRule | None:
+    """The masking rule called `name`, if any."""
+    return (await session.exec(select(MaskingRule).where(MaskingRule.name == name))).first()
+
+
+async def list_masking_rules(*, session: AsyncSession) -> list[MaskingRule]:
+    """All masking rules by name."""
+    return list((await session.exec(select(MaskingRule).order_by(col(MaskingRule.name)))).all())
+
+
+async def create_masking_rule(*, session: AsyncSession, rule_in: MaskingRuleCreate) -> MaskingRule:
+    """Create a masking rule."""
+    if await get_masking_rule(session=session, name=rule_in.name):
+        raise Conflict(f"masking rule {rule_in.name!r} already exists")
+    rule = MaskingRule(**rule_in.model_dump())
+    session.add(rule)
+    await changes.bump(session)
+    await session.commit()
+    return rule
+
+
+async def update_masking_rule(
+    *, session: AsyncSession, rule: MaskingRule, rule_in: MaskingRuleUpdate
+) -> MaskingRule:
+    """Change the given fields of a masking rule."""
+    for key, value in rule_in.model_dump(exclude_none=True).items():
+        setattr(rule, key, value)
+    rule.updated_at = utcnow()
+    session.add(rule)
+    await changes.bump(session)
+    await session.commit()
+    return rule
+
+
+async def delete_masking_rule(*, session: AsyncSession, rule: MaskingRule) -> None:
+    """Delete a masking rule."""
+    await session.delete(rule)
+    await changes.bump(session)
+    await session.commit()

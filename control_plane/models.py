@@ -132,3 +132,21 @@ class AuditEvent(SQLModel, table=True):
     kind: str = Field(max_length=64)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     received_at: datetime = Field(default_factory=utcnow)
+
+
+class MaskingRule(SQLModel, table=True):
+    """Which result values to mask on which connections, and who is exempt."""
+
+    __tablename__ = "masking_rules"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=128)
+    description: str = ""
+    connections: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    columns: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    detectors: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    exempt: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # "detect": content detectors still apply where lineage is unknown; "deny": refuse such
+    # statements on these connections.
+    unresolved: str = "detect"
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

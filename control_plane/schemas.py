@@ -29,6 +29,18 @@ CONNECTION_TYPES: frozenset[str] = frozenset({"postgres", "mysql", "ssh", "http"
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
+def _known_guardrails(names: list[str]) -> list[str]:
+    from lockgate.guardrails import PROFILES
+
+    unknown = sorted(set(names) - set(PROFILES))
+    if unknown:
+        raise ValueError(f"unknown guardrail profiles {unknown}; known: {', '.join(PROFILES)}")
+    return names
+
+
+Guardrails = Annotated[list[str], AfterValidator(_known_guardrails)]
+
+
 def _as_utc(value: datetime) -> datetime:
     # The tables hold naive UTC; the API says so explicitly (`...Z`).
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
@@ -124,7 +136,7 @@ class ConnectionBase(Schema):
     database: str = Field(default="", max_length=255)
     username: str = Field(default="", max_length=255)
     node_labels: dict[str, str] = Field(default_factory=dict)
-    guardrails: list[str] = Field(default_factory=list)
+    guardrails: Guardrails = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _required_by_type(self) -> ConnectionBase:
@@ -152,7 +164,7 @@ class ConnectionUpdate(Schema):
     username: str | None = Field(default=None, max_length=255)
     password: SecretStr | None = Field(default=None, max_length=4096)
     node_labels: dict[str, str] | None = None
-    guardrails: list[str] | None = None
+    guardrails: Guardrails | None = None
 
 
 class ConnectionPublic(Schema):
@@ -263,3 +275,79 @@ class SessionEventPublic(Schema):
 class Health(Schema):
     status: str
     revision: int
+
+
+# masking rules
+
+EXEMPT_PATTERN = r'^(Identity|Group)::"[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}"$'
+COLUMN_PATTERN = r"^[A-Za-z0-9_*?\[\]-]+(\.[A-Za-z0-9_*?\[\]-]+){0,2}$"
+
+
+def _known_detectors(names: list[str]) -> list[str]:
+    from lockgate.masking.detectors import ALL
+
+    unknown = sorted(set(names) - set(ALL))
+    if unknown:
+        raise ValueError(f"unknown detectors {unknown}; known: {', '.join(ALL)}")
+    return names
+
+
+class MaskingRuleBase(Schema):
+    description: str = Field(default="", max_length=1024)
+    connections: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] = Field(
+        default_factory=lambda: ["*"]
+    )
+    columns: list[Annotated[str, StringConstraints(pattern=COLUMN_PATTERN)]] = Field(
+        default_factory=list
+    )
+    detectors: Annotated[list[str], AfterValidator(_known_detectors)] = Field(default_factory=list)
+    exempt: list[Annotated[str, StringConstraints(pattern=EXEMPT_PATTERN)]] = Field(
+        default_factory=list
+    )
+    unresolved: Literal["detect", "deny"] = "detect"
+
+    @model_validator(mode="after")
+    def _masks_something(self) -> MaskingRuleBase:
+        if not self.columns and not self.detectors:
+            raise ValueError("a masking rule needs columns, detectors or both")
+        return self
+
+
+class MaskingRuleCreate(MaskingRuleBase):
+    name: Name
+
+
+class MaskingRuleUpdate(Schema):
+    description: str | None = Field(default=None, max_length=1024)
+    connections: list[str] | None = None
+    columns: list[Annotated[str, StringConstraints(pattern=COLUMN_PATTERN)]] | None = None
+    detectors: Annotated[list[str], AfterValidator(_known_detectors)] | None = None
+    exempt: list[Annotated[str, StringConstraints(pattern=EXEMPT_PATTERN)]] | None = None
+    unresolved: Literal["detect", "deny"] | None = None
+
+
+class MaskingRulePublic(MaskingRuleBase):
+    name: str
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+# policy simulation
+
+
+class SimulateRequest(Schema):
+    identity: Name
+    connection: Name
+    statement: str = Field(max_length=1024 * 1024)
+
+
+class SimulatePublic(Schema):
+    allowed: bool
+    action: str
+    kind: str
+    policies: list[str]
+    reason: str
+    message: str
+    classification: dict[str, Any]
+    masking: list[dict[str, Any]]
+    masking_rules: list[str]

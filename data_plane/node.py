@@ -93,6 +93,8 @@ class Node:
         if first:
             log.info("bundle revision %d in force (%s)", view.revision, self.name)
         self._end_invalid_sessions(view)
+        for session in list(self._sessions):
+            session.on_bundle(view)
 
     def _end_invalid_sessions(self, view: BundleView) -> None:
         at = now_ms()

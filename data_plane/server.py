@@ -23,6 +23,8 @@ class LiveSession(Protocol):
 
     def terminate(self, reason: str) -> None: ...
 
+    def on_bundle(self, bundle: BundleView) -> None: ...
+
 
 class NodeContext(Protocol):
     name: str

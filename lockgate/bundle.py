@@ -42,7 +42,10 @@ class BundleView:
         self.engine = PolicyEngine(
             ((p.name, p.cedar) for p in bundle.policies),
             (Principal(i.name, i.kind, i.role, tuple(i.groups)) for i in bundle.identities),
-            (Resource(c.name, c.type, c.database, dict(c.node_labels)) for c in bundle.connections),
+            (
+                Resource(c.name, c.type, c.database, dict(c.node_labels), tuple(c.guardrails))
+                for c in bundle.connections
+            ),
         )
 
     def token_active(self, token_id: str, at_ms: int | None = None) -> bool:
@@ -73,6 +76,12 @@ class BundleView:
 
     def scram_tokens(self, user: str) -> list[pb.Token]:
         return self.tokens_by_identity.get(user, [])
+
+    def principal(self, name: str) -> Principal:
+        identity = self.identities.get(name)
+        if identity is None:
+            return Principal(name)
+        return Principal(identity.name, identity.kind, identity.role, tuple(identity.groups))
 
     def can_serve(self, connection: pb.Connection) -> bool:
         """Whether this node's labels include every label the connection asks for."""

@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import cedarpy
+
+from lockgate import guardrails
 
 ACTIONS = ("connect", "read", "write", "ddl", "admin", "exec")
 
@@ -37,6 +40,7 @@ class Decision:
     policies: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     reason: str = ""
+    message: str = ""  # the deciding forbid rule's @message, shown to the client
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,36 @@ class Resource:
     type: str
     database: str = ""
     node_labels: Mapping[str, str] = field(default_factory=dict)
+    guardrails: tuple[str, ...] = ()
 
 
-def statement_count(cedar: str) -> int:
-    """How many statements a valid policy text holds."""
-    return len(json.loads(cedarpy.policies_to_json_str(cedar))["staticPolicies"])
+def statement_messages(cedar: str) -> list[str]:
+    """The `@message` annotation of each statement of a valid policy text, in order."""
+    static = json.loads(cedarpy.policies_to_json_str(cedar))["staticPolicies"]
+    return [
+        str((static[key].get("annotations") or {}).get("message", ""))
+        for key in sorted(static, key=lambda k: int(k.removeprefix("policy")))
+    ]
+
+
+def default_context() -> dict[str, Any]:
+    """Every context attribute a policy may test, at its neutral value, so a `when` clause
+    over an attribute the request does not set never errors out (and so never silently fails
+    to forbid)."""
+    return {
+        "kind": "other",
+        "tables": [],
+        "tables_written": [],
+        "columns": [],
+        "unfiltered_write": False,
+        "multi_statement": False,
+        "data_modifying_cte": False,
+        "functions": [],
+        "statement_types": [],
+        "dangers": [],
+        "hour": datetime.now(UTC).hour,
+        "node_labels": {},
+    }
 
 
 def validate(cedar: str) -> CedarError | None:
@@ -139,13 +168,15 @@ class PolicyEngine:
     ) -> None:
         texts: list[str] = []
         self._owners: list[str] = []
-        for name, cedar in policies:
+        self._messages: list[str] = []
+        for name, cedar in [*guardrails.policy_texts(), *policies]:
             try:
-                count = statement_count(cedar)
+                messages = statement_messages(cedar)
             except ValueError:
                 continue  # rejected at write time; never let one bad policy disable the rest
             texts.append(cedar)
-            self._owners.extend([name] * count)
+            self._owners.extend([name] * len(messages))
+            self._messages.extend(messages)
         self._policies = cedarpy.PolicySet.from_str("\n".join(texts))
         entities: list[dict[str, Any]] = []
         groups: set[str] = set()
@@ -170,6 +201,7 @@ class PolicyEngine:
                         "type": r.type,
                         "database": r.database,
                         "node_labels": dict(r.node_labels),
+                        "guardrails": list(r.guardrails),
                     },
                     "parents": [],
                 }
@@ -183,25 +215,27 @@ class PolicyEngine:
             "principal": f'Identity::"{_escape(identity)}"',
             "action": f'Action::"{action}"',
             "resource": f'Connection::"{_escape(connection)}"',
-            "context": dict(context or {}),
+            "context": {**default_context(), **(context or {})},
         }
         result = cedarpy.is_authorized(request, self._policies, self._entities)
-        names = tuple(dict.fromkeys(self._owner(pid) for pid in result.diagnostics.reasons))
+        indexes = [self._index(pid) for pid in result.diagnostics.reasons]
+        names = tuple(dict.fromkeys(self._owners[i] if i >= 0 else "?" for i in indexes))
         errors = tuple(result.diagnostics.errors)
         if result.allowed:
             return Decision(True, action, names, errors)
+        message = next((self._messages[i] for i in indexes if i >= 0 and self._messages[i]), "")
         if names:
-            reason = f"{action} on {connection} forbidden by policy {', '.join(names)}"
+            reason = f"{action} on {connection} forbidden by {', '.join(names)}"
         else:
             reason = f"no policy permits {identity} to {action} on {connection}"
-        return Decision(False, action, names, errors, reason)
+        return Decision(False, action, names, errors, reason, message)
 
-    def _owner(self, policy_id: str) -> str:
+    def _index(self, policy_id: str) -> int:
         if policy_id.startswith("policy") and policy_id[6:].isdigit():
             index = int(policy_id[6:])
             if index < len(self._owners):
-                return self._owners[index]
-        return policy_id
+                return index
+        return -1
 
 
 def _escape(name: str) -> str:

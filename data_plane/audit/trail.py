@@ -97,6 +97,6 @@ class SessionAudit:
         self.session_id = session_id
         self.seq = 0
 
-    def record(self, kind: str, **payload: Any) -> None:
+    def record(self, kind: str, /, **payload: Any) -> None:
         self.seq += 1
         self.trail.append(self.session_id, self.seq, kind, payload)

@@ -71,7 +71,7 @@ def make_agent(cp: ControlPlane, group: str = "agents", prefix: str = "agent") -
 
 @pytest.fixture(scope="session")
 def appdb(control_plane: ControlPlane, pg_target: PostgresTarget, node: Node) -> str:
-    """Connection `appdb` (SCRAM upstream) and a policy letting group `agents` connect."""
+    """Connection `appdb` (SCRAM upstream) and a policy letting group `agents` work on it."""
     control_plane.ok(
         "POST",
         "/connections",
@@ -89,8 +89,8 @@ def appdb(control_plane: ControlPlane, pg_target: PostgresTarget, node: Node) ->
         "POST",
         "/policies",
         json={
-            "name": "agents-connect",
-            "cedar": 'permit(principal in Group::"agents", action == Action::"connect", resource);',
+            "name": "agents-work",
+            "cedar": 'permit(principal in Group::"agents", action, resource);',
         },
     )
     wait_for_revision(control_plane, node)

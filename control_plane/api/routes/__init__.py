@@ -8,12 +8,24 @@ from control_plane.api.routes import (
     connections,
     groups,
     identities,
+    masking_rules,
     nodes,
     policies,
     sessions,
+    simulate,
     tokens,
 )
 
 api_router = APIRouter()
-for _module in (identities, groups, tokens, connections, policies, nodes, sessions):
+for _module in (
+    identities,
+    groups,
+    tokens,
+    connections,
+    policies,
+    masking_rules,
+    simulate,
+    nodes,
+    sessions,
+):
     api_router.include_router(_module.router)

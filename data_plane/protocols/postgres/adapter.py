@@ -13,6 +13,7 @@ import contextlib
 import logging
 import secrets
 import ssl
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import grpc
@@ -26,9 +27,21 @@ from data_plane.protocols.postgres.auth import (
     ScramServer,
     UpstreamAuth,
 )
-from data_plane.protocols.postgres.session import ClientStream, State
+from data_plane.protocols.postgres.session import (
+    QUERY,
+    SYNC,
+    ClientStream,
+    Group,
+    ServerStream,
+    State,
+    deny_query,
+)
 from data_plane.server import NoBundle, NodeContext
 from lockgate.bundle import AuthError, BundleView
+from lockgate.enforcement import Enforcer
+from lockgate.masking import masks
+from lockgate.masking.detectors import Scanner
+from lockgate.masking.plan import ColumnAction
 from lockgate.ports import bind
 from lockgate.settings import Settings
 from protos.lockgate.v1 import node_pb2 as pb
@@ -36,6 +49,12 @@ from protos.lockgate.v1 import node_pb2 as pb
 log = logging.getLogger("lockgate.node.pg")
 
 READ_SIZE = 1 << 16
+SYNC_MESSAGE = b"S\x00\x00\x00\x04"
+VIEWS_SQL = (
+    "SELECT n.nspname || '.' || c.relname, pg_catalog.pg_get_viewdef(c.oid) "
+    "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+)
 HANDSHAKE_TIMEOUT = 30.0
 UPSTREAM_CONNECT_TIMEOUT = 10.0
 # Start-up parameters the node sets itself on the upstream leg.
@@ -127,6 +146,11 @@ class ClientConnection:
         self.bytes_out = 0
         self.outcome = "closed"
         self.registered = False
+        self.enforcer: Enforcer | None = None
+        self.server_stream: ServerStream | None = None
+        self.scanner: Scanner | None = None
+        self.skip_until_sync = False
+        self.denied = 0
 
     # the session, state by state ---------------------------------------------------------
 
@@ -231,6 +255,7 @@ class ClientConnection:
         if not decision.allowed:
             self.outcome = "denied"
             raise SessionError("42501", f"permission denied: {decision.reason}")
+        self._setup_enforcement(bundle, user, connection.name)
         self.node.register(self)
         self.registered = True
         try:
@@ -340,18 +365,47 @@ class ClientConnection:
                 self.cancel_key = (pid, secret)
                 self.server.cancel_keys[self.cancel_key] = (host, port, up_pid, up_secret)
                 self.writer.write(codec.backend_key_data(pid, secret))
+            elif kind == ord("Z"):
+                break
             else:
                 self.writer.write(bytes([kind]) + (len(body) + 4).to_bytes(4, "big") + body)
                 if kind == ord("E"):
                     fields = codec.parse_error_fields(body)
                     raise SessionError(fields.get("C", "08004"), fields.get("M", "target error"))
-                if kind == ord("Z"):
-                    break
+        if self.enforcer is not None and self.enforcer.masking:
+            await self._load_views(up_reader, up_writer, upstream)
+        self.writer.write(codec.ready_for_query(codec.parse_ready_for_query(body)))
         pending = upstream.pending()
         if pending:
             self.writer.write(pending)
         await self.writer.drain()
         self.audit.record("session.connected", target=f"{host}:{port}", database=database)
+
+    async def _load_views(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        messages: codec.MessageReader,
+    ) -> None:
+        """Read the target's view definitions so masking lineage follows views.
+
+        Runs on the session's own upstream connection before the client's first statement.
+        """
+        assert self.enforcer is not None
+        writer.write(codec.query(VIEWS_SQL))
+        while True:
+            kind, body = await self._read_from(reader, messages)
+            if kind == ord("D"):
+                name, definition = _text_cells(body)
+                if name and definition:
+                    self.enforcer.learn_view(name, definition)
+            elif kind == ord("E"):
+                log.warning(
+                    "could not read view definitions: %s",
+                    codec.parse_error_fields(body).get("M", ""),
+                )
+            elif kind == ord("Z"):
+                return
 
     async def _relay(self) -> None:
         assert self.audit is not None and self.upstream_writer is not None
@@ -374,6 +428,46 @@ class ClientConnection:
                 else:
                     raise exc
 
+    def _setup_enforcement(self, bundle: BundleView, user: str, connection: str) -> None:
+        """The session's enforcer and, when masking rules bind it, the result masker."""
+        self.enforcer = Enforcer(bundle, user, connection)
+        rules = self.enforcer.rules
+        if rules is None:
+            self.server_stream = None
+            self.scanner = None
+            return
+        self.scanner = Scanner(sorted(rules.detectors)) if rules.detectors else None
+        masked_columns = {c for _, _, c in rules.patterns if c != "*"}
+        scanner = self.scanner
+
+        def mask_cell(raw: bytes, oid: int, binary: bool, action: ColumnAction) -> bytes | None:
+            return masks.mask_cell(
+                raw, oid=oid, binary=binary, how=action.how, keys=action.keys, scanner=scanner
+            )
+
+        def mask_error(fields: dict[str, str]) -> dict[str, str]:
+            return masks.mask_error_fields(fields, masked_columns, scanner)
+
+        self.server_stream = ServerStream(mask_cell, mask_error)
+
+    def on_bundle(self, bundle: BundleView) -> None:
+        """A new bundle: decide with its policies from now on (live sessions included)."""
+        if self.enforcer is None or self.state is not State.RELAYING:
+            return
+        fresh = Enforcer(bundle, self.enforcer.identity, self.enforcer.connection)
+        if fresh.masking and self.server_stream is None:
+            # Results were not being inspected; masking cannot start mid-stream.
+            self.terminate("masking rules for this session changed; reconnect")
+            return
+        fresh.prepared = self.enforcer.prepared
+        fresh.views = self.enforcer.views
+        self.enforcer = fresh
+
+    def _audit_sql(self, sql: str) -> str:
+        if self.scanner is None:
+            return sql
+        return masks.mask_text(sql, self.scanner)[0]
+
     async def _client_to_upstream(self) -> None:
         assert self.audit is not None and self.upstream_writer is not None
         stream = ClientStream()
@@ -384,16 +478,66 @@ class ClientConnection:
             if not data:
                 return
             self.bytes_in += len(data)
-            out, statements = stream.feed(data)
-            for st in statements:
-                record(
-                    "statement", sql=st.sql, protocol=st.protocol, name=st.name, decision="allow"
-                )
+            out: list[bytes] = []
+            for group in stream.feed(data):
+                forward = self._decide_group(group, record)
+                if forward:
+                    out.append(forward)
             if out:
-                up.write(out)
+                up.write(b"".join(out))
                 await up.drain()
             if stream.terminated:
                 return
+
+    def _decide_group(self, group: Group, record: Callable[..., None]) -> bytes:
+        """Decide and audit a group's statements; the bytes to forward in its place."""
+        assert self.enforcer is not None
+        servers = self.server_stream
+        if self.skip_until_sync:
+            if group.end != SYNC:
+                return b""
+            self.skip_until_sync = False
+            if servers is not None:
+                servers.expect_sync()
+            return SYNC_MESSAGE
+        if not group.statements:
+            if servers is not None:
+                servers.expect_group(group, ())
+            return group.data
+        enforcer = self.enforcer
+        denied = None
+        decisions = []
+        for st in group.statements:
+            decision = enforcer.decide(st.sql)
+            decisions.append(decision)
+            c = decision.classification
+            record(
+                "statement",
+                sql=self._audit_sql(st.sql),
+                protocol=st.protocol,
+                name=st.name,
+                kind=c.kind,
+                action=decision.action,
+                decision="allow" if decision.allowed else "deny",
+                policies=list(decision.policies),
+                reason=decision.reason,
+            )
+            if not decision.allowed and denied is None:
+                denied = decision
+        if denied is None:
+            if servers is not None:
+                servers.expect_group(group, [d.plans for d in decisions])
+            return group.data
+        self.denied += 1
+        if group.end in (QUERY, SYNC):
+            if servers is not None:
+                servers.expect_query(())
+            return deny_query(denied.client_message())
+        # A Flush-terminated group: answer now, then drop messages up to the Sync, as the
+        # target itself does after an error (protocol 55.2.3).
+        self.writer.write(codec.error_response("42501", denied.client_message()))
+        self.skip_until_sync = True
+        return b""
 
     async def _upstream_to_client(self) -> None:
         up_reader = self.upstream_reader
@@ -403,6 +547,11 @@ class ClientConnection:
             if not data:
                 return
             self.bytes_out += len(data)
+            servers = self.server_stream
+            if servers is not None:
+                data = servers.feed(data)
+                if not data:
+                    continue
             writer.write(data)
             await writer.drain()
 
@@ -472,8 +621,25 @@ class ClientConnection:
                 outcome=self.outcome,
                 bytes_in=self.bytes_in,
                 bytes_out=self.bytes_out,
+                denied=self.denied,
+                masked_cells=self.server_stream.masked_cells if self.server_stream else 0,
             )
         for w in (self.upstream_writer, self.writer):
             if w is not None:
                 with contextlib.suppress(Exception):
                     w.close()
+
+
+def _text_cells(body: bytes) -> tuple[str, ...]:
+    """The text-format cells of a DataRow (NULL as "")."""
+    count = int.from_bytes(body[:2], "big")
+    pos, cells = 2, []
+    for _ in range(count):
+        size = int.from_bytes(body[pos : pos + 4], "big", signed=True)
+        pos += 4
+        if size < 0:
+            cells.append("")
+            continue
+        cells.append(body[pos : pos + size].decode("utf-8", "replace"))
+        pos += size
+    return tuple(cells)

@@ -1,26 +1,38 @@
-"""A PostgreSQL session after start-up, without I/O: frames what the client sends and says
-which statements it carries, so the adapter can audit (and later decide) before forwarding.
+"""A PostgreSQL session after start-up, without I/O.
+
+`ClientStream` frames what the client sends into groups (a simple Query, or extended-protocol
+messages up to a Sync or Flush), says which statements each group carries, and, when a statement
+is denied, replaces the group so the target itself answers with the denial (see `deny_group`).
+`ServerStream` follows the target's replies message by message, pairing each result with the
+statement that produced it, and masks cells, COPY rows and error texts by the statement's plan.
 
 States of a client connection, in order (the adapter walks them; each accepts only the input
 named here):
 
-    NEGOTIATING   SSLRequest / GSSENCRequest / CancelRequest / StartupMessage
+    NEGOTIATING     SSLRequest / GSSENCRequest / CancelRequest / StartupMessage
     AUTHENTICATING  PasswordMessage (cleartext token over TLS) or SASL messages (SCRAM)
-    CONNECTING    nothing from the client; the node authorizes, fetches credentials, logs in
-    RELAYING      any frontend message; Query ('Q') and Parse ('P') are audited
+    CONNECTING      nothing from the client; the node authorizes, fetches credentials, logs in
+    RELAYING        any frontend message; statements are decided and audited before forwarding
     CLOSED
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import io
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
 
 from data_plane.protocols.postgres import codec
+from lockgate.masking.plan import ColumnAction, StatementPlan
 
-QUERY = ord("Q")
-PARSE = ord("P")
-TERMINATE = ord("X")
+QUERY, PARSE, BIND, DESCRIBE, EXECUTE, CLOSE, SYNC, FLUSH, TERMINATE, FUNCTION_CALL = (
+    ord(c) for c in "QPBDECSHXF"
+)
+# Messages that wait for a Sync or Flush before the target answers (protocol 55.2.3).
+EXTENDED = frozenset((PARSE, BIND, DESCRIBE, EXECUTE, CLOSE))
 
 
 class State(Enum):
@@ -33,42 +45,482 @@ class State(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Statement:
-    """One statement as the client sent it: simple Query or extended-protocol Parse."""
+    """One statement as the client sent it."""
 
     sql: str
-    protocol: str  # "simple" | "extended"
+    protocol: str  # "simple" | "extended" | "fastpath"
     name: str = ""  # prepared statement name (extended protocol)
 
 
+@dataclass(slots=True)
+class Group:
+    """Whole messages that go upstream together, and what they ask for."""
+
+    data: bytes
+    end: int  # the last message's type
+    statements: list[Statement] = field(default_factory=list)
+    spans: list[tuple[int, int, int]] = field(default_factory=list)  # (type, start, end) in data
+
+
+def deny_query(message: str) -> bytes:
+    """A simple Query that makes the target raise our denial (SQLSTATE 42501).
+
+    The target answering for us keeps the stream in order and the transaction state right: the
+    client gets ErrorResponse then ReadyForQuery, exactly as for a refused statement.
+    """
+    text = message.replace("$lockgate$", "").replace("'", "''")
+    return codec.query(
+        "DO $lockgate$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', "
+        f"MESSAGE = '{text}'; END$lockgate$"
+    )
+
+
 class ClientStream:
-    """Frames frontend messages; returns the complete ones to forward and their statements."""
+    """Frames frontend messages into groups; keeps an incomplete group until it completes."""
 
     def __init__(self) -> None:
         self._pending = bytearray()
         self.terminated = False
 
-    def feed(self, data: bytes) -> tuple[bytes, list[Statement]]:
-        """Bytes ready to forward upstream (whole messages only) and the statements in them."""
+    def feed(self, data: bytes) -> list[Group]:
         if self._pending:
             self._pending += data
-            buf: bytes | bytearray = self._pending
+            buf: bytes = bytes(self._pending)
+            self._pending.clear()
         else:
             buf = data
         spans, consumed = codec.split_messages(buf)
+        groups: list[Group] = []
+        start = 0
+        current: list[tuple[int, int, int]] = []
         statements: list[Statement] = []
-        for kind, start, end in spans:
+        for kind, body_start, body_end in spans:
+            msg_start = body_start - 5
+            if not current:
+                start = msg_start
+            current.append((kind, body_start - start, body_end - start))
             if kind == QUERY:
-                statements.append(Statement(codec.parse_query(buf[start:end]), "simple"))
+                statements.append(Statement(codec.parse_query(buf[body_start:body_end]), "simple"))
             elif kind == PARSE:
-                name, sql, _ = codec.parse_parse(buf[start:end])
+                name, sql, _ = codec.parse_parse(buf[body_start:body_end])
                 statements.append(Statement(sql, "extended", name))
+            elif kind == FUNCTION_CALL:
+                statements.append(Statement("FUNCTION CALL", "fastpath"))
             elif kind == TERMINATE:
                 self.terminated = True
-        if buf is data:
-            out = data if consumed == len(data) else data[:consumed]
-            if consumed < len(data):
-                self._pending += data[consumed:]
+            if kind in EXTENDED:
+                continue  # the group goes on until Sync or Flush
+            groups.append(Group(buf[start:body_end], kind, statements, current))
+            current, statements = [], []
+        if current:
+            self._pending += buf[start:]
+        elif consumed < len(buf):
+            self._pending += buf[consumed:]
+        return groups
+
+
+# --- the target's replies -------------------------------------------------------------------
+
+Masker = Callable[[bytes, int, bool, ColumnAction], bytes | None]
+ErrorMasker = Callable[[dict[str, str]], dict[str, str]]
+
+
+@dataclass(slots=True)
+class _Prepared:
+    plan: StatementPlan | None
+    names: tuple[str, ...] = ()
+    oids: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class _Portal:
+    stmt: _Prepared
+    formats: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class _Expect:
+    kind: str  # parse | bind | describe_stmt | describe_portal | execute | close | sync | query
+    name: str = ""
+    stmt: str = ""
+    formats: tuple[int, ...] = ()
+    plans: tuple[StatementPlan | None, ...] = ()
+    plan: StatementPlan | None = None
+    index: int = 0  # query: which statement's result is streaming
+
+
+@dataclass(slots=True)
+class _Result:
+    actions: tuple[ColumnAction | None, ...]
+    oids: tuple[int, ...]
+    binary: tuple[bool, ...]
+
+
+class ServerStream:
+    """Pairs the target's replies with the client's requests and masks what the plans say.
+
+    `expect_*` calls record, in forwarding order, what each forwarded message will be answered
+    with (protocol 55.2.3: every extended message gets its reply in order; an error skips to
+    the next Sync; a simple Query ends with ReadyForQuery).
+    """
+
+    def __init__(self, mask_cell: Masker, mask_error: ErrorMasker) -> None:
+        self._mask_cell = mask_cell
+        self._mask_error = mask_error
+        self._pending = bytearray()
+        self._expect: deque[_Expect] = deque()
+        self._prepared: dict[str, _Prepared] = {}
+        self._portals: dict[str, _Portal] = {}
+        self._result: _Result | None = None
+        self._copy: tuple[ColumnAction | None, ...] | None = None
+        self.masked_cells = 0
+        self.rows = 0
+
+    # what the client sent (called by the adapter for forwarded groups) -------------------
+
+    def expect_group(self, group: Group, plans: Sequence[tuple[StatementPlan, ...]]) -> None:
+        """Record the replies `group` will get; `plans[i]` belongs to the group's i-th statement."""
+        data = group.data
+        index = 0
+        for kind, start, end in group.spans:
+            body = data[start:end]
+            if kind == QUERY:
+                self._expect.append(_Expect("query", plans=tuple(plans[index])))
+                index += 1
+            elif kind == PARSE:
+                name, _, _ = codec.parse_parse(body)
+                stmt_plans = plans[index]
+                index += 1
+                self._expect.append(
+                    _Expect("parse", name=name, plan=stmt_plans[0] if stmt_plans else None)
+                )
+            elif kind == BIND:
+                portal, stmt, formats = _parse_bind(body)
+                self._expect.append(_Expect("bind", name=portal, stmt=stmt, formats=formats))
+            elif kind == DESCRIBE:
+                which, name = body[:1], body[1:-1].decode("utf-8", "replace")
+                k = "describe_stmt" if which == b"S" else "describe_portal"
+                self._expect.append(_Expect(k, name=name))
+            elif kind == EXECUTE:
+                portal = body[: body.index(b"\x00")].decode("utf-8", "replace")
+                self._expect.append(_Expect("execute", name=portal))
+            elif kind == CLOSE:
+                self._expect.append(_Expect("close"))
+            elif kind == SYNC:
+                self._expect.append(_Expect("sync"))
+            elif kind == FUNCTION_CALL:
+                self._expect.append(_Expect("fastpath"))
+
+    def expect_sync(self) -> None:
+        self._expect.append(_Expect("sync"))
+
+    def expect_query(self, plans: tuple[StatementPlan, ...]) -> None:
+        self._expect.append(_Expect("query", plans=plans))
+
+    # what the target answers -------------------------------------------------------------
+
+    def feed(self, data: bytes) -> bytes:
+        """Masked bytes to send to the client (whole messages only)."""
+        if self._pending:
+            self._pending += data
+            buf: bytes = bytes(self._pending)
+            self._pending.clear()
         else:
-            out = bytes(self._pending[:consumed])
-            del self._pending[:consumed]
-        return out, statements
+            buf = data
+        spans, consumed = codec.split_messages(buf)
+        out: list[bytes] = []
+        copied = 0  # buf[copied:] not yet emitted
+        for kind, start, end in spans:
+            replaced = self._on_message(kind, buf, start, end)
+            if replaced is not None:
+                if start - 5 > copied:
+                    out.append(buf[copied : start - 5])
+                out.append(replaced)
+                copied = end
+        if consumed > copied:
+            out.append(buf[copied:consumed])
+        if consumed < len(buf):
+            self._pending += buf[consumed:]
+        return b"".join(out)
+
+    def _on_message(self, kind: int, buf: bytes, start: int, end: int) -> bytes | None:
+        """Track state; return a replacement message, or None to pass the message through."""
+        if kind == 0x44:  # 'D' DataRow
+            self.rows += 1
+            result = self._result if self._result is not None else self._execute_result()
+            if result is None:
+                return None
+            return self._mask_row(result, buf, start, end)
+        if kind == 0x64:  # 'd' CopyData
+            if self._copy is not None:
+                return self._mask_copy_row(buf[start:end])
+            return None
+        head = self._expect[0] if self._expect else None
+        if kind == 0x54:  # 'T' RowDescription
+            names, oids, formats = _parse_row_description(buf[start:end])
+            if head is None:
+                return None
+            if head.kind == "describe_stmt":
+                self._prepared.setdefault(head.name, _Prepared(None)).names = names
+                self._prepared[head.name].oids = oids
+                self._expect.popleft()
+            elif head.kind == "describe_portal":
+                portal = self._portals.get(head.name)
+                if portal is not None:
+                    portal.stmt = _Prepared(portal.stmt.plan, names, oids)
+                self._expect.popleft()
+            elif head.kind == "query":
+                plan = head.plans[head.index] if head.index < len(head.plans) else None
+                self._result = self._make_result(plan, names, oids, formats)
+            return None
+        if kind == 0x6E:  # 'n' NoData
+            if head is not None and head.kind.startswith("describe"):
+                self._expect.popleft()
+            return None
+        if kind == 0x74:  # 't' ParameterDescription: the RowDescription or NoData follows
+            return None
+        if kind == 0x31:  # '1' ParseComplete
+            if head is not None and head.kind == "parse":
+                self._prepared[head.name] = _Prepared(head.plan)
+                self._expect.popleft()
+            return None
+        if kind == 0x32:  # '2' BindComplete
+            if head is not None and head.kind == "bind":
+                stmt = self._prepared.get(head.stmt) or _Prepared(None)
+                self._portals[head.name] = _Portal(stmt, head.formats)
+                self._expect.popleft()
+            return None
+        if kind == 0x33:  # '3' CloseComplete
+            if head is not None and head.kind == "close":
+                self._expect.popleft()
+            return None
+        if kind in (0x43, 0x49, 0x73):  # CommandComplete, EmptyQueryResponse, PortalSuspended
+            self._result = None
+            if head is not None and head.kind in ("execute", "fastpath"):
+                self._expect.popleft()
+            elif head is not None and head.kind == "query":
+                head.index += 1
+            return None
+        if kind == 0x56:  # 'V' FunctionCallResponse
+            if head is not None and head.kind == "fastpath":
+                self._expect.popleft()
+            return None
+        if kind == 0x48:  # 'H' CopyOutResponse
+            body = buf[start:end]
+            count = int.from_bytes(body[1:3], "big")
+            plan = None
+            if head is not None and head.kind == "query" and head.index < len(head.plans):
+                plan = head.plans[head.index]
+            elif head is not None and head.kind == "execute":
+                portal = self._portals.get(head.name)
+                plan = portal.stmt.plan if portal else None
+            self._copy = plan.copy_actions(count) if plan is not None else None
+            if body[0] == 1 and self._copy is not None and any(self._copy):
+                # Binary COPY cannot be masked field by field: refuse to leak it.
+                self._copy = tuple(ColumnAction("binary") for _ in range(count))
+            return None
+        if kind == 0x63:  # 'c' CopyDone
+            self._copy = None
+            return None
+        if kind in (0x45, 0x4E):  # ErrorResponse, NoticeResponse
+            if kind == 0x45:
+                self._result = None
+                self._copy = None
+                self._on_error(head)
+            fields = codec.parse_error_fields(buf[start:end])
+            masked = self._mask_error(fields)
+            if masked == fields:
+                return None
+            return _error_message(kind, masked)
+        if kind == 0x5A:  # 'Z' ReadyForQuery
+            self._result = None
+            self._copy = None
+            while self._expect:
+                done = self._expect.popleft()
+                if done.kind in ("sync", "query"):
+                    break
+            self._portals.clear()  # unnamed and named portals end with the transaction's sync
+            return None
+        return None
+
+    def _on_error(self, head: _Expect | None) -> None:
+        if head is None or head.kind == "query":
+            if head is not None:
+                head.index = len(head.plans)  # the rest of a multi-statement query is skipped
+            return
+        # Extended protocol: the target skips everything up to the next Sync.
+        while self._expect and self._expect[0].kind != "sync":
+            self._expect.popleft()
+
+    def _execute_result(self) -> _Result | None:
+        head = self._expect[0] if self._expect else None
+        if head is None or head.kind != "execute":
+            return None
+        portal = self._portals.get(head.name)
+        if portal is None or portal.stmt.plan is None:
+            return None
+        stmt = portal.stmt
+        formats = _expand_formats(portal.formats, len(stmt.names))
+        self._result = self._make_result(stmt.plan, stmt.names, stmt.oids, formats)
+        return self._result
+
+    @staticmethod
+    def _make_result(
+        plan: StatementPlan | None,
+        names: tuple[str, ...],
+        oids: tuple[int, ...],
+        formats: tuple[int, ...],
+    ) -> _Result | None:
+        if plan is None:
+            return None
+        actions = plan.actions(names)
+        if not any(actions):
+            return None
+        return _Result(actions, oids, tuple(f == 1 for f in formats))
+
+    def _mask_row(self, result: _Result, buf: bytes, start: int, end: int) -> bytes | None:
+        count = int.from_bytes(buf[start : start + 2], "big")
+        pos = start + 2
+        cells: list[bytes] = []
+        changed = False
+        actions = result.actions
+        for i in range(count):
+            size = int.from_bytes(buf[pos : pos + 4], "big", signed=True)
+            pos += 4
+            if size < 0:
+                cells.append(b"\xff\xff\xff\xff")
+                continue
+            raw = buf[pos : pos + size]
+            pos += size
+            action = actions[i] if i < len(actions) else None
+            if action is None:
+                cells.append(size.to_bytes(4, "big") + raw)
+                continue
+            new = self._mask_cell(raw, result.oids[i], result.binary[i], action)
+            if new is raw:
+                cells.append(size.to_bytes(4, "big") + raw)
+                continue
+            changed = True
+            self.masked_cells += 1
+            if new is None:
+                cells.append(b"\xff\xff\xff\xff")
+            else:
+                cells.append(len(new).to_bytes(4, "big") + new)
+        if not changed:
+            return None
+        body = count.to_bytes(2, "big") + b"".join(cells)
+        return b"D" + (len(body) + 4).to_bytes(4, "big") + body
+
+    def _mask_copy_row(self, body: bytes) -> bytes | None:
+        actions = self._copy
+        assert actions is not None
+        if actions and actions[0] is not None and actions[0].how == "binary":
+            self.masked_cells += 1
+            return None if not body else _copy_data(b"")
+        line = body[:-1] if body.endswith(b"\n") else body
+        fields = line.split(b"\t")
+        if len(fields) != len(actions) and any(actions):
+            return self._mask_csv_row(body, actions)
+        changed = False
+        for i, value in enumerate(fields):
+            action = actions[i] if i < len(actions) else None
+            if action is None or value == b"\\N":
+                continue
+            new = self._mask_cell(value, 25, False, action)
+            if new is value:
+                continue
+            fields[i] = b"\\N" if new is None else _copy_escape(new)
+            changed = True
+            self.masked_cells += 1
+        if not changed:
+            return None
+        return _copy_data(b"\t".join(fields) + (b"\n" if body.endswith(b"\n") else b""))
+
+    def _mask_csv_row(self, body: bytes, actions: tuple[ColumnAction | None, ...]) -> bytes:
+        """A COPY row that is not in the text format: CSV, or else masked whole."""
+        text = body.decode("utf-8", "replace")
+        rows = list(csv.reader(io.StringIO(text)))
+        if len(rows) == 1 and len(rows[0]) == len(actions):
+            fields = rows[0]
+            for i, action in enumerate(actions):
+                if action is None or fields[i] == "":
+                    continue
+                new = self._mask_cell(fields[i].encode(), 25, False, action)
+                fields[i] = "" if new is None else new.decode("utf-8", "replace")
+                self.masked_cells += 1
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\n").writerow(fields)
+            return _copy_data(out.getvalue().encode())
+        # Unknown delimiter: no field of it can be trusted to be clear.
+        self.masked_cells += len(actions)
+        return _copy_data(b"****\n")
+
+
+def _copy_escape(value: bytes) -> bytes:
+    return (
+        value.replace(b"\\", b"\\\\")
+        .replace(b"\t", b"\\t")
+        .replace(b"\n", b"\\n")
+        .replace(b"\r", b"\\r")
+    )
+
+
+def _copy_data(payload: bytes) -> bytes:
+    return b"d" + (len(payload) + 4).to_bytes(4, "big") + payload
+
+
+def _error_message(kind: int, fields: dict[str, str]) -> bytes:
+    body = (
+        b"".join(
+            k.encode() + v.replace("\x00", "\ufffd").encode() + b"\x00" for k, v in fields.items()
+        )
+        + b"\x00"
+    )
+    return bytes([kind]) + (len(body) + 4).to_bytes(4, "big") + body
+
+
+def _parse_row_description(
+    body: bytes,
+) -> tuple[tuple[str, ...], tuple[int, ...], tuple[int, ...]]:
+    """Names, type OIDs and format codes of a RowDescription (protocol 55.7)."""
+    count = int.from_bytes(body[:2], "big")
+    pos = 2
+    names, oids, formats = [], [], []
+    for _ in range(count):
+        nul = body.index(b"\x00", pos)
+        names.append(body[pos:nul].decode("utf-8", "replace"))
+        pos = nul + 1
+        oids.append(int.from_bytes(body[pos + 6 : pos + 10], "big"))
+        formats.append(int.from_bytes(body[pos + 16 : pos + 18], "big"))
+        pos += 18
+    return tuple(names), tuple(oids), tuple(formats)
+
+
+def _parse_bind(body: bytes) -> tuple[str, str, tuple[int, ...]]:
+    """Portal, statement and result-column format codes of a Bind message (protocol 55.7)."""
+    nul = body.index(b"\x00")
+    portal = body[:nul].decode("utf-8", "replace")
+    pos = nul + 1
+    nul = body.index(b"\x00", pos)
+    stmt = body[pos:nul].decode("utf-8", "replace")
+    pos = nul + 1
+    n = int.from_bytes(body[pos : pos + 2], "big")
+    pos += 2 + 2 * n
+    n = int.from_bytes(body[pos : pos + 2], "big")
+    pos += 2
+    for _ in range(n):
+        size = int.from_bytes(body[pos : pos + 4], "big", signed=True)
+        pos += 4 + max(size, 0)
+    n = int.from_bytes(body[pos : pos + 2], "big")
+    pos += 2
+    formats = tuple(int.from_bytes(body[pos + 2 * i : pos + 2 * i + 2], "big") for i in range(n))
+    return portal, stmt, formats
+
+
+def _expand_formats(formats: tuple[int, ...], count: int) -> tuple[int, ...]:
+    """Bind's result formats: none = all text, one = applies to all, else one per column."""
+    if not formats:
+        return (0,) * count
+    if len(formats) == 1:
+        return formats * count
+    return formats

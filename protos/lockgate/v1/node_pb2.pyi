@@ -24,7 +24,7 @@ class SubscribeRequest(_message.Message):
     def __init__(self, version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., listeners: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Bundle(_message.Message):
-    __slots__ = ("revision", "compiled_at_ms", "node_name", "node_labels", "identities", "tokens", "connections", "policies")
+    __slots__ = ("revision", "compiled_at_ms", "node_name", "node_labels", "identities", "tokens", "connections", "policies", "masking_rules")
     class NodeLabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,7 @@ class Bundle(_message.Message):
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
     POLICIES_FIELD_NUMBER: _ClassVar[int]
+    MASKING_RULES_FIELD_NUMBER: _ClassVar[int]
     revision: int
     compiled_at_ms: int
     node_name: str
@@ -48,7 +49,8 @@ class Bundle(_message.Message):
     tokens: _containers.RepeatedCompositeFieldContainer[Token]
     connections: _containers.RepeatedCompositeFieldContainer[Connection]
     policies: _containers.RepeatedCompositeFieldContainer[Policy]
-    def __init__(self, revision: _Optional[int] = ..., compiled_at_ms: _Optional[int] = ..., node_name: _Optional[str] = ..., node_labels: _Optional[_Mapping[str, str]] = ..., identities: _Optional[_Iterable[_Union[Identity, _Mapping]]] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., connections: _Optional[_Iterable[_Union[Connection, _Mapping]]] = ..., policies: _Optional[_Iterable[_Union[Policy, _Mapping]]] = ...) -> None: ...
+    masking_rules: _containers.RepeatedCompositeFieldContainer[MaskingRule]
+    def __init__(self, revision: _Optional[int] = ..., compiled_at_ms: _Optional[int] = ..., node_name: _Optional[str] = ..., node_labels: _Optional[_Mapping[str, str]] = ..., identities: _Optional[_Iterable[_Union[Identity, _Mapping]]] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., connections: _Optional[_Iterable[_Union[Connection, _Mapping]]] = ..., policies: _Optional[_Iterable[_Union[Policy, _Mapping]]] = ..., masking_rules: _Optional[_Iterable[_Union[MaskingRule, _Mapping]]] = ...) -> None: ...
 
 class Identity(_message.Message):
     __slots__ = ("name", "kind", "groups", "scram_salt", "role")
@@ -116,6 +118,22 @@ class Policy(_message.Message):
     name: str
     cedar: str
     def __init__(self, name: _Optional[str] = ..., cedar: _Optional[str] = ...) -> None: ...
+
+class MaskingRule(_message.Message):
+    __slots__ = ("name", "connections", "columns", "detectors", "exempt", "unresolved")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    DETECTORS_FIELD_NUMBER: _ClassVar[int]
+    EXEMPT_FIELD_NUMBER: _ClassVar[int]
+    UNRESOLVED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    connections: _containers.RepeatedScalarFieldContainer[str]
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    detectors: _containers.RepeatedScalarFieldContainer[str]
+    exempt: _containers.RepeatedScalarFieldContainer[str]
+    unresolved: str
+    def __init__(self, name: _Optional[str] = ..., connections: _Optional[_Iterable[str]] = ..., columns: _Optional[_Iterable[str]] = ..., detectors: _Optional[_Iterable[str]] = ..., exempt: _Optional[_Iterable[str]] = ..., unresolved: _Optional[str] = ...) -> None: ...
 
 class CredentialsRequest(_message.Message):
     __slots__ = ("connection", "session_id", "identity")

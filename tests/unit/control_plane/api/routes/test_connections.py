@@ -26,7 +26,7 @@ ORDERS = {
     "username": "app",
     "password": PASSWORD,
     "node_labels": {"region": "eu-west"},
-    "guardrails": ["no-drop"],
+    "guardrails": ["production-safety"],
 }
 
 
@@ -47,7 +47,8 @@ async def test_password_never_leaves_the_control_plane(
     responses.append(created)
     body = created.json()
     assert body["has_password"] is True and "password" not in body
-    assert body["node_labels"] == {"region": "eu-west"} and body["guardrails"] == ["no-drop"]
+    assert body["node_labels"] == {"region": "eu-west"}
+    assert body["guardrails"] == ["production-safety"]
 
     responses.append(await api.get("/connections"))
     responses.append(await api.get("/connections/orders"))
