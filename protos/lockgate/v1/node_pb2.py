@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16lockgate/v1/node.proto\x12\x0blockgate.v1\"\xa0\x01\n\x10SubscribeRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x39\n\x06labels\x18\x02 \x03(\x0b\x32).lockgate.v1.SubscribeRequest.LabelsEntry\x12\x11\n\tlisteners\x18\x03 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x87\x03\n\x06\x42undle\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x16\n\x0e\x63ompiled_at_ms\x18\x02 \x01(\x03\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x38\n\x0bnode_labels\x18\x04 \x03(\x0b\x32#.lockgate.v1.Bundle.NodeLabelsEntry\x12)\n\nidentities\x18\x05 \x03(\x0b\x32\x15.lockgate.v1.Identity\x12\"\n\x06tokens\x18\x06 \x03(\x0b\x32\x12.lockgate.v1.Token\x12,\n\x0b\x63onnections\x18\x07 \x03(\x0b\x32\x17.lockgate.v1.Connection\x12%\n\x08policies\x18\x08 \x03(\x0b\x32\x13.lockgate.v1.Policy\x12/\n\rmasking_rules\x18\t \x03(\x0b\x32\x18.lockgate.v1.MaskingRule\x1a\x31\n\x0fNodeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"X\n\x08Identity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06groups\x18\x03 \x03(\t\x12\x12\n\nscram_salt\x18\x04 \x01(\x0c\x12\x0c\n\x04role\x18\x05 \x01(\t\"\xa1\x01\n\x05Token\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08identity\x18\x02 \x01(\t\x12\x15\n\rsecret_sha256\x18\x03 \x01(\x0c\x12\x18\n\x10scram_stored_key\x18\x04 \x01(\x0c\x12\x18\n\x10scram_server_key\x18\x05 \x01(\x0c\x12\x18\n\x10scram_iterations\x18\x06 \x01(\x05\x12\x15\n\rexpires_at_ms\x18\x07 \x01(\x03\"\xed\x01\n\nConnection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04host\x18\x03 \x01(\t\x12\x0c\n\x04port\x18\x04 \x01(\x05\x12\x10\n\x08\x64\x61tabase\x18\x05 \x01(\t\x12\x10\n\x08username\x18\x06 \x01(\t\x12<\n\x0bnode_labels\x18\x07 \x03(\x0b\x32\'.lockgate.v1.Connection.NodeLabelsEntry\x12\x12\n\nguardrails\x18\x08 \x03(\t\x1a\x31\n\x0fNodeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"%\n\x06Policy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63\x65\x64\x61r\x18\x02 \x01(\t\"x\n\x0bMaskingRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63onnections\x18\x02 \x03(\t\x12\x0f\n\x07\x63olumns\x18\x03 \x03(\t\x12\x11\n\tdetectors\x18\x04 \x03(\t\x12\x0e\n\x06\x65xempt\x18\x05 \x03(\t\x12\x12\n\nunresolved\x18\x06 \x01(\t\"N\n\x12\x43redentialsRequest\x12\x12\n\nconnection\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x10\n\x08identity\x18\x03 \x01(\t\"1\n\x0b\x43redentials\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"b\n\nAuditEvent\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0f\n\x07time_ms\x18\x03 \x01(\x03\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x14\n\x0cpayload_json\x18\x05 \x01(\x0c\"5\n\nAuditBatch\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.lockgate.v1.AuditEvent\"0\n\x08\x41uditAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\x32\xde\x01\n\x0bNodeService\x12\x41\n\tSubscribe\x12\x1d.lockgate.v1.SubscribeRequest\x1a\x13.lockgate.v1.Bundle0\x01\x12M\n\x10\x46\x65tchCredentials\x12\x1f.lockgate.v1.CredentialsRequest\x1a\x18.lockgate.v1.Credentials\x12=\n\x0bUploadAudit\x12\x17.lockgate.v1.AuditBatch\x1a\x15.lockgate.v1.AuditAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16lockgate/v1/node.proto\x12\x0blockgate.v1\"\xa0\x01\n\x10SubscribeRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x39\n\x06labels\x18\x02 \x03(\x0b\x32).lockgate.v1.SubscribeRequest.LabelsEntry\x12\x11\n\tlisteners\x18\x03 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xde\x03\n\x06\x42undle\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x16\n\x0e\x63ompiled_at_ms\x18\x02 \x01(\x03\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x38\n\x0bnode_labels\x18\x04 \x03(\x0b\x32#.lockgate.v1.Bundle.NodeLabelsEntry\x12)\n\nidentities\x18\x05 \x03(\x0b\x32\x15.lockgate.v1.Identity\x12\"\n\x06tokens\x18\x06 \x03(\x0b\x32\x12.lockgate.v1.Token\x12,\n\x0b\x63onnections\x18\x07 \x03(\x0b\x32\x17.lockgate.v1.Connection\x12%\n\x08policies\x18\x08 \x03(\x0b\x32\x13.lockgate.v1.Policy\x12/\n\rmasking_rules\x18\t \x03(\x0b\x32\x18.lockgate.v1.MaskingRule\x12\x31\n\x0e\x61pproval_rules\x18\n \x03(\x0b\x32\x19.lockgate.v1.ApprovalRule\x12\"\n\x06grants\x18\x0b \x03(\x0b\x32\x12.lockgate.v1.Grant\x1a\x31\n\x0fNodeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd1\x01\n\x0c\x41pprovalRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63onnections\x18\x02 \x03(\t\x12\x0f\n\x07\x61\x63tions\x18\x03 \x03(\t\x12\x0e\n\x06tables\x18\x04 \x03(\t\x12\x10\n\x08\x63ommands\x18\x05 \x03(\t\x12\x11\n\tapprovers\x18\x06 \x03(\t\x12\x10\n\x08required\x18\x07 \x01(\x05\x12\x17\n\x0ftimeout_seconds\x18\x08 \x01(\x05\x12\x16\n\x0erequire_reason\x18\t \x01(\x08\x12\x15\n\rreuse_seconds\x18\n \x01(\x05\"a\n\x05Grant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08identity\x18\x02 \x01(\t\x12\x12\n\nconnection\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x63tions\x18\x04 \x03(\t\x12\x15\n\rexpires_at_ms\x18\x05 \x01(\x03\"\xd4\x01\n\x0f\x41pprovalRequest\x12\x13\n\x0brequest_key\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x10\n\x08identity\x18\x04 \x01(\t\x12\x12\n\nconnection\x18\x05 \x01(\t\x12\x11\n\tstatement\x18\x06 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x07 \x01(\t\x12\x0c\n\x04kind\x18\x08 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\t \x01(\t\x12\x0e\n\x06tables\x18\n \x03(\t\x12\x0e\n\x06reason\x18\x0b \x01(\t\"|\n\rApprovalEvent\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x12\n\ndecided_by\x18\x04 \x03(\t\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\x12\x15\n\rexpires_at_ms\x18\x06 \x01(\x03\"X\n\x08Identity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06groups\x18\x03 \x03(\t\x12\x12\n\nscram_salt\x18\x04 \x01(\x0c\x12\x0c\n\x04role\x18\x05 \x01(\t\"\xa1\x01\n\x05Token\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08identity\x18\x02 \x01(\t\x12\x15\n\rsecret_sha256\x18\x03 \x01(\x0c\x12\x18\n\x10scram_stored_key\x18\x04 \x01(\x0c\x12\x18\n\x10scram_server_key\x18\x05 \x01(\x0c\x12\x18\n\x10scram_iterations\x18\x06 \x01(\x05\x12\x15\n\rexpires_at_ms\x18\x07 \x01(\x03\"\xed\x01\n\nConnection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04host\x18\x03 \x01(\t\x12\x0c\n\x04port\x18\x04 \x01(\x05\x12\x10\n\x08\x64\x61tabase\x18\x05 \x01(\t\x12\x10\n\x08username\x18\x06 \x01(\t\x12<\n\x0bnode_labels\x18\x07 \x03(\x0b\x32\'.lockgate.v1.Connection.NodeLabelsEntry\x12\x12\n\nguardrails\x18\x08 \x03(\t\x1a\x31\n\x0fNodeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"%\n\x06Policy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63\x65\x64\x61r\x18\x02 \x01(\t\"x\n\x0bMaskingRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63onnections\x18\x02 \x03(\t\x12\x0f\n\x07\x63olumns\x18\x03 \x03(\t\x12\x11\n\tdetectors\x18\x04 \x03(\t\x12\x0e\n\x06\x65xempt\x18\x05 \x03(\t\x12\x12\n\nunresolved\x18\x06 \x01(\t\"N\n\x12\x43redentialsRequest\x12\x12\n\nconnection\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x10\n\x08identity\x18\x03 \x01(\t\"1\n\x0b\x43redentials\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"b\n\nAuditEvent\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0f\n\x07time_ms\x18\x03 \x01(\x03\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x14\n\x0cpayload_json\x18\x05 \x01(\x0c\"5\n\nAuditBatch\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.lockgate.v1.AuditEvent\"0\n\x08\x41uditAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\x32\xab\x02\n\x0bNodeService\x12\x41\n\tSubscribe\x12\x1d.lockgate.v1.SubscribeRequest\x1a\x13.lockgate.v1.Bundle0\x01\x12M\n\x10\x46\x65tchCredentials\x12\x1f.lockgate.v1.CredentialsRequest\x1a\x18.lockgate.v1.Credentials\x12=\n\x0bUploadAudit\x12\x17.lockgate.v1.AuditBatch\x1a\x15.lockgate.v1.AuditAck\x12K\n\rAwaitApproval\x12\x1c.lockgate.v1.ApprovalRequest\x1a\x1a.lockgate.v1.ApprovalEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,31 +42,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBSCRIBEREQUEST_LABELSENTRY']._serialized_start=155
   _globals['_SUBSCRIBEREQUEST_LABELSENTRY']._serialized_end=200
   _globals['_BUNDLE']._serialized_start=203
-  _globals['_BUNDLE']._serialized_end=594
-  _globals['_BUNDLE_NODELABELSENTRY']._serialized_start=545
-  _globals['_BUNDLE_NODELABELSENTRY']._serialized_end=594
-  _globals['_IDENTITY']._serialized_start=596
-  _globals['_IDENTITY']._serialized_end=684
-  _globals['_TOKEN']._serialized_start=687
-  _globals['_TOKEN']._serialized_end=848
-  _globals['_CONNECTION']._serialized_start=851
-  _globals['_CONNECTION']._serialized_end=1088
-  _globals['_CONNECTION_NODELABELSENTRY']._serialized_start=545
-  _globals['_CONNECTION_NODELABELSENTRY']._serialized_end=594
-  _globals['_POLICY']._serialized_start=1090
-  _globals['_POLICY']._serialized_end=1127
-  _globals['_MASKINGRULE']._serialized_start=1129
-  _globals['_MASKINGRULE']._serialized_end=1249
-  _globals['_CREDENTIALSREQUEST']._serialized_start=1251
-  _globals['_CREDENTIALSREQUEST']._serialized_end=1329
-  _globals['_CREDENTIALS']._serialized_start=1331
-  _globals['_CREDENTIALS']._serialized_end=1380
-  _globals['_AUDITEVENT']._serialized_start=1382
-  _globals['_AUDITEVENT']._serialized_end=1480
-  _globals['_AUDITBATCH']._serialized_start=1482
-  _globals['_AUDITBATCH']._serialized_end=1535
-  _globals['_AUDITACK']._serialized_start=1537
-  _globals['_AUDITACK']._serialized_end=1585
-  _globals['_NODESERVICE']._serialized_start=1588
-  _globals['_NODESERVICE']._serialized_end=1810
+  _globals['_BUNDLE']._serialized_end=681
+  _globals['_BUNDLE_NODELABELSENTRY']._serialized_start=632
+  _globals['_BUNDLE_NODELABELSENTRY']._serialized_end=681
+  _globals['_APPROVALRULE']._serialized_start=684
+  _globals['_APPROVALRULE']._serialized_end=893
+  _globals['_GRANT']._serialized_start=895
+  _globals['_GRANT']._serialized_end=992
+  _globals['_APPROVALREQUEST']._serialized_start=995
+  _globals['_APPROVALREQUEST']._serialized_end=1207
+  _globals['_APPROVALEVENT']._serialized_start=1209
+  _globals['_APPROVALEVENT']._serialized_end=1333
+  _globals['_IDENTITY']._serialized_start=1335
+  _globals['_IDENTITY']._serialized_end=1423
+  _globals['_TOKEN']._serialized_start=1426
+  _globals['_TOKEN']._serialized_end=1587
+  _globals['_CONNECTION']._serialized_start=1590
+  _globals['_CONNECTION']._serialized_end=1827
+  _globals['_CONNECTION_NODELABELSENTRY']._serialized_start=632
+  _globals['_CONNECTION_NODELABELSENTRY']._serialized_end=681
+  _globals['_POLICY']._serialized_start=1829
+  _globals['_POLICY']._serialized_end=1866
+  _globals['_MASKINGRULE']._serialized_start=1868
+  _globals['_MASKINGRULE']._serialized_end=1988
+  _globals['_CREDENTIALSREQUEST']._serialized_start=1990
+  _globals['_CREDENTIALSREQUEST']._serialized_end=2068
+  _globals['_CREDENTIALS']._serialized_start=2070
+  _globals['_CREDENTIALS']._serialized_end=2119
+  _globals['_AUDITEVENT']._serialized_start=2121
+  _globals['_AUDITEVENT']._serialized_end=2219
+  _globals['_AUDITBATCH']._serialized_start=2221
+  _globals['_AUDITBATCH']._serialized_end=2274
+  _globals['_AUDITACK']._serialized_start=2276
+  _globals['_AUDITACK']._serialized_end=2324
+  _globals['_NODESERVICE']._serialized_start=2327
+  _globals['_NODESERVICE']._serialized_end=2626
 # @@protoc_insertion_point(module_scope)

@@ -24,7 +24,7 @@ class SubscribeRequest(_message.Message):
     def __init__(self, version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., listeners: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Bundle(_message.Message):
-    __slots__ = ("revision", "compiled_at_ms", "node_name", "node_labels", "identities", "tokens", "connections", "policies", "masking_rules")
+    __slots__ = ("revision", "compiled_at_ms", "node_name", "node_labels", "identities", "tokens", "connections", "policies", "masking_rules", "approval_rules", "grants")
     class NodeLabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,8 @@ class Bundle(_message.Message):
     CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
     POLICIES_FIELD_NUMBER: _ClassVar[int]
     MASKING_RULES_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_RULES_FIELD_NUMBER: _ClassVar[int]
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
     revision: int
     compiled_at_ms: int
     node_name: str
@@ -50,7 +52,89 @@ class Bundle(_message.Message):
     connections: _containers.RepeatedCompositeFieldContainer[Connection]
     policies: _containers.RepeatedCompositeFieldContainer[Policy]
     masking_rules: _containers.RepeatedCompositeFieldContainer[MaskingRule]
-    def __init__(self, revision: _Optional[int] = ..., compiled_at_ms: _Optional[int] = ..., node_name: _Optional[str] = ..., node_labels: _Optional[_Mapping[str, str]] = ..., identities: _Optional[_Iterable[_Union[Identity, _Mapping]]] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., connections: _Optional[_Iterable[_Union[Connection, _Mapping]]] = ..., policies: _Optional[_Iterable[_Union[Policy, _Mapping]]] = ..., masking_rules: _Optional[_Iterable[_Union[MaskingRule, _Mapping]]] = ...) -> None: ...
+    approval_rules: _containers.RepeatedCompositeFieldContainer[ApprovalRule]
+    grants: _containers.RepeatedCompositeFieldContainer[Grant]
+    def __init__(self, revision: _Optional[int] = ..., compiled_at_ms: _Optional[int] = ..., node_name: _Optional[str] = ..., node_labels: _Optional[_Mapping[str, str]] = ..., identities: _Optional[_Iterable[_Union[Identity, _Mapping]]] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., connections: _Optional[_Iterable[_Union[Connection, _Mapping]]] = ..., policies: _Optional[_Iterable[_Union[Policy, _Mapping]]] = ..., masking_rules: _Optional[_Iterable[_Union[MaskingRule, _Mapping]]] = ..., approval_rules: _Optional[_Iterable[_Union[ApprovalRule, _Mapping]]] = ..., grants: _Optional[_Iterable[_Union[Grant, _Mapping]]] = ...) -> None: ...
+
+class ApprovalRule(_message.Message):
+    __slots__ = ("name", "connections", "actions", "tables", "commands", "approvers", "required", "timeout_seconds", "require_reason", "reuse_seconds")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    APPROVERS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_REASON_FIELD_NUMBER: _ClassVar[int]
+    REUSE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    connections: _containers.RepeatedScalarFieldContainer[str]
+    actions: _containers.RepeatedScalarFieldContainer[str]
+    tables: _containers.RepeatedScalarFieldContainer[str]
+    commands: _containers.RepeatedScalarFieldContainer[str]
+    approvers: _containers.RepeatedScalarFieldContainer[str]
+    required: int
+    timeout_seconds: int
+    require_reason: bool
+    reuse_seconds: int
+    def __init__(self, name: _Optional[str] = ..., connections: _Optional[_Iterable[str]] = ..., actions: _Optional[_Iterable[str]] = ..., tables: _Optional[_Iterable[str]] = ..., commands: _Optional[_Iterable[str]] = ..., approvers: _Optional[_Iterable[str]] = ..., required: _Optional[int] = ..., timeout_seconds: _Optional[int] = ..., require_reason: _Optional[bool] = ..., reuse_seconds: _Optional[int] = ...) -> None: ...
+
+class Grant(_message.Message):
+    __slots__ = ("id", "identity", "connection", "actions", "expires_at_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    CONNECTION_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    identity: str
+    connection: str
+    actions: _containers.RepeatedScalarFieldContainer[str]
+    expires_at_ms: int
+    def __init__(self, id: _Optional[str] = ..., identity: _Optional[str] = ..., connection: _Optional[str] = ..., actions: _Optional[_Iterable[str]] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
+
+class ApprovalRequest(_message.Message):
+    __slots__ = ("request_key", "rule", "session_id", "identity", "connection", "statement", "fingerprint", "kind", "action", "tables", "reason")
+    REQUEST_KEY_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    CONNECTION_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    request_key: str
+    rule: str
+    session_id: str
+    identity: str
+    connection: str
+    statement: str
+    fingerprint: str
+    kind: str
+    action: str
+    tables: _containers.RepeatedScalarFieldContainer[str]
+    reason: str
+    def __init__(self, request_key: _Optional[str] = ..., rule: _Optional[str] = ..., session_id: _Optional[str] = ..., identity: _Optional[str] = ..., connection: _Optional[str] = ..., statement: _Optional[str] = ..., fingerprint: _Optional[str] = ..., kind: _Optional[str] = ..., action: _Optional[str] = ..., tables: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ApprovalEvent(_message.Message):
+    __slots__ = ("approval_id", "state", "url", "decided_by", "comment", "expires_at_ms")
+    APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    approval_id: str
+    state: str
+    url: str
+    decided_by: _containers.RepeatedScalarFieldContainer[str]
+    comment: str
+    expires_at_ms: int
+    def __init__(self, approval_id: _Optional[str] = ..., state: _Optional[str] = ..., url: _Optional[str] = ..., decided_by: _Optional[_Iterable[str]] = ..., comment: _Optional[str] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
 
 class Identity(_message.Message):
     __slots__ = ("name", "kind", "groups", "scram_salt", "role")

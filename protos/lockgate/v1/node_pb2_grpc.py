@@ -49,6 +49,11 @@ class NodeServiceStub:
                 request_serializer=lockgate_dot_v1_dot_node__pb2.AuditBatch.SerializeToString,
                 response_deserializer=lockgate_dot_v1_dot_node__pb2.AuditAck.FromString,
                 _registered_method=True)
+        self.AwaitApproval = channel.unary_stream(
+                '/lockgate.v1.NodeService/AwaitApproval',
+                request_serializer=lockgate_dot_v1_dot_node__pb2.ApprovalRequest.SerializeToString,
+                response_deserializer=lockgate_dot_v1_dot_node__pb2.ApprovalEvent.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -75,6 +80,16 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AwaitApproval(self, request, context):
+        """Hold a statement for approval: the first event says the approval exists (id, console URL),
+        then events follow as it is notified and decided; the stream ends with approved, denied or
+        expired. Idempotent by request_key, so a node that lost the stream asks again and gets the
+        same approval.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +107,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.UploadAudit,
                     request_deserializer=lockgate_dot_v1_dot_node__pb2.AuditBatch.FromString,
                     response_serializer=lockgate_dot_v1_dot_node__pb2.AuditAck.SerializeToString,
+            ),
+            'AwaitApproval': grpc.unary_stream_rpc_method_handler(
+                    servicer.AwaitApproval,
+                    request_deserializer=lockgate_dot_v1_dot_node__pb2.ApprovalRequest.FromString,
+                    response_serializer=lockgate_dot_v1_dot_node__pb2.ApprovalEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +195,33 @@ class NodeService:
             '/lockgate.v1.NodeService/UploadAudit',
             lockgate_dot_v1_dot_node__pb2.AuditBatch.SerializeToString,
             lockgate_dot_v1_dot_node__pb2.AuditAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AwaitApproval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lockgate.v1.NodeService/AwaitApproval',
+            lockgate_dot_v1_dot_node__pb2.ApprovalRequest.SerializeToString,
+            lockgate_dot_v1_dot_node__pb2.ApprovalEvent.FromString,
             options,
             channel_credentials,
             insecure,
