@@ -1,13 +1,16 @@
-"""Added latency of one simple-protocol statement round trip at one client, node vs direct.
+"""Added latency of one simple-protocol statement round trip at one client: direct, through
+PgBouncer and through the node.
 
 Uses libpq's PQexec through psycopg's low-level connection so the client's own overhead is the
-same on both legs and small; reports median and p99 per leg and the difference.
+same on every leg and small; reports median and p99 per leg and each leg's difference from the
+direct one (the latency that leg adds).
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Mapping
 
 import psycopg
 
@@ -30,14 +33,15 @@ def p99(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=100)[98]
 
 
-def run(direct_dsn: str, node_dsn: str, count: int) -> dict[str, float]:
-    direct = round_trips(direct_dsn, count)
-    node = round_trips(node_dsn, count)
-    return {
-        "direct_median_us": statistics.median(direct),
-        "direct_p99_us": p99(direct),
-        "node_median_us": statistics.median(node),
-        "node_p99_us": p99(node),
-        "added_median_us": statistics.median(node) - statistics.median(direct),
-        "added_p99_us": p99(node) - p99(direct),
-    }
+def run(dsns: Mapping[str, str], count: int) -> dict[str, float]:
+    """Median and p99 per leg (`direct` first), and what each other leg adds to direct."""
+    figures: dict[str, float] = {}
+    for leg, dsn in dsns.items():
+        samples = round_trips(dsn, count)
+        figures[f"{leg}_median_us"] = statistics.median(samples)
+        figures[f"{leg}_p99_us"] = p99(samples)
+    for leg in dsns:
+        if leg != "direct":
+            for q in ("median", "p99"):
+                figures[f"{leg}_added_{q}_us"] = figures[f"{leg}_{q}_us"] - figures[f"direct_{q}_us"]
+    return figures

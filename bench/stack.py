@@ -1,15 +1,24 @@
 """What the benchmarks run against: a SCRAM-authenticated PostgreSQL target, a control plane
-and a node with audit on, provisioned through the REST API (the same harness as the tests)."""
+and a node with audit on, provisioned through the REST API (the same harness as the tests),
+and, for the scenarios that compare against it, a stock PgBouncer in front of the same target.
+"""
 
 from __future__ import annotations
 
 import secrets
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
+import httpx
+
+from bench.pgbouncer import PgBouncer
 from tests.harness.lockgate import ControlPlane, Node
 from tests.harness.postgres import PostgresTarget
 from tests.harness.processes import wait_until
+
+CONNECTION = "appdb"
 
 
 @dataclass
@@ -19,51 +28,86 @@ class Stack:
     node: Node
     identity: str
     token: str
-    extras: list[object] = field(default_factory=list)
+    pgbouncer: PgBouncer | None = None
 
     def direct_dsn(self, sslmode: str = "disable") -> str:
         pw = self.target.passwords["app"]
         return f"postgresql://app:{pw}@127.0.0.1:{self.target.port}/appdb?sslmode={sslmode}"
 
-    def node_dsn(self, sslmode: str = "disable") -> str:
-        return self.node.dsn(self.identity, self.token, "appdb", sslmode)
+    def node_dsn(self, sslmode: str = "disable", connection: str = CONNECTION) -> str:
+        return self.node.dsn(self.identity, self.token, connection, sslmode)
+
+    def pgbouncer_dsn(self, sslmode: str = "disable") -> str:
+        assert self.pgbouncer is not None, "stack started without PgBouncer"
+        return self.pgbouncer.dsn(sslmode)
+
+    def add_connection(self, name: str) -> None:
+        """Another connection to the same target database (for rules bound to one name)."""
+        self.control_plane.ok(
+            "POST",
+            "/connections",
+            json={
+                "name": name,
+                "type": "postgres",
+                "host": "127.0.0.1",
+                "port": self.target.port,
+                "database": "appdb",
+                "username": "app",
+                "password": self.target.passwords["app"],
+            },
+        )
+
+    def wait_for_bundle(self) -> None:
+        """Wait until the node enforces the control plane's current configuration revision."""
+        wanted = int(httpx.get(f"{self.control_plane.url}/healthz", timeout=5).json()["revision"])
+        wait_until(lambda: self.node.revision() >= wanted, 10, f"bundle {wanted} on the node")
 
     def stop(self) -> None:
+        if self.pgbouncer is not None:
+            self.pgbouncer.stop()
         self.node.cleanup()
         self.control_plane.stop()
         shutil.rmtree(self.control_plane.home, ignore_errors=True)
         self.target.stop()
 
 
-def start() -> Stack:
-    target = PostgresTarget().start()
+def start(*, max_connections: int = 300, pgbouncer: bool = False) -> Stack:
+    """Target, control plane and node (and PgBouncer when asked), provisioned and in sync."""
+    target = PostgresTarget(max_connections=max_connections).start()
     cp = ControlPlane().start()
     node = Node(cp, "bench-node").start()
-    cp.ok(
-        "POST",
-        "/connections",
-        json={
-            "name": "appdb",
-            "type": "postgres",
-            "host": "127.0.0.1",
-            "port": target.port,
-            "database": "appdb",
-            "username": "app",
-            "password": target.passwords["app"],
-        },
-    )
-    identity = f"bench-{secrets.token_hex(3)}"
-    cp.ok("POST", "/identities", json={"name": identity, "kind": "service", "groups": ["bench"]})
-    cp.ok(
-        "POST",
-        "/policies",
-        json={
-            "name": "bench-read",
-            "cedar": 'permit(principal in Group::"bench", '
-            'action in [Action::"connect", Action::"read"], resource);',
-        },
-    )
-    token = cp.ok("POST", "/tokens", json={"identity": identity})["token"]
-    wanted = cp.ok("GET", "/nodes")[0]["bundle_revision"]
-    wait_until(lambda: node.revision() >= wanted and node.revision() > 1, 10, "bundle on node")
-    return Stack(target, cp, node, identity, token)
+    stack = Stack(target, cp, node, "", "")
+    try:
+        stack.add_connection(CONNECTION)
+        identity = f"bench-{secrets.token_hex(3)}"
+        cp.ok(
+            "POST", "/identities", json={"name": identity, "kind": "service", "groups": ["bench"]}
+        )
+        cp.ok(
+            "POST",
+            "/policies",
+            json={
+                "name": "bench-read",
+                "cedar": 'permit(principal in Group::"bench", '
+                'action in [Action::"connect", Action::"read"], resource);',
+            },
+        )
+        stack.identity = identity
+        stack.token = cp.ok("POST", "/tokens", json={"identity": identity})["token"]
+        stack.wait_for_bundle()
+        if pgbouncer:
+            stack.pgbouncer = PgBouncer(target).start()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+@contextmanager
+def running(*, max_connections: int = 300, pgbouncer: bool = False) -> Iterator[Stack]:
+    """A stack for one scenario, stopped after it whatever happens."""
+    stack = start(max_connections=max_connections, pgbouncer=pgbouncer)
+    try:
+        yield stack
+    finally:
+        stack.stop()

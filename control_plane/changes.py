@@ -2,7 +2,8 @@
 
 Every REST mutation that changes what a bundle contains calls `await changes.bump(session)`
 before committing; once the transaction commits, subscribers (the gRPC bundle streams) wake up
-and send the newly compiled bundle.
+and send the newly compiled bundle. On PostgreSQL the same commit NOTIFYs `lockgate_bundles`
+with the revision, so the other replicas' buses publish it too (`notify.Listener`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy import event, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from control_plane import notify
 from control_plane.models import BundleState, utcnow
 
 
@@ -60,6 +62,8 @@ async def bump(session: AsyncSession) -> int:
     )
     result = await session.exec(stmt)
     revision = int(result.scalar_one())
+    # Transactional: PostgreSQL delivers it to every replica's listener once this commits.
+    await notify.send(session, notify.BUNDLES_CHANNEL, str(revision))
 
     def _after_commit(_sync_session: object) -> None:
         bus.publish(revision)

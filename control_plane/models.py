@@ -150,3 +150,83 @@ class MaskingRule(SQLModel, table=True):
     unresolved: str = "detect"
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ApprovalRule(SQLModel, table=True):
+    """Which statements a node holds until people say yes: who may approve, how many, how long."""
+
+    __tablename__ = "approval_rules"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=128)
+    connections: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    actions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    tables: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    commands: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    approvers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    required: int = 1
+    timeout_seconds: int = 600
+    require_reason: bool = False
+    reuse_seconds: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Approval(SQLModel, table=True):
+    """One request held for people to decide: a statement (from a node) or access (JIT).
+
+    `version` grows with every write; writers update only the version they read, so two
+    replicas deciding at once cannot lose a decision.
+    """
+
+    __tablename__ = "approvals"
+    id: str = Field(primary_key=True, max_length=32)
+    kind: str = Field(default="statement", max_length=16)  # statement | access
+    rule: str = Field(default="", max_length=128)
+    request_key: str = Field(unique=True, index=True, max_length=255)
+    session_id: str = Field(default="", max_length=64)
+    identity: str = Field(index=True, max_length=128)
+    connection: str = Field(max_length=128)
+    statement: str = ""
+    fingerprint: str = Field(default="", index=True, max_length=128)
+    action: str = Field(default="", max_length=32)
+    actions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    tables: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    reason: str = ""
+    duration_seconds: int = 0  # access requests: how long the grant lasts once approved
+    required: int = 1
+    approvers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    decisions: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    state: str = Field(default="pending", index=True, max_length=16)
+    version: int = 0
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    expires_at: datetime
+    decided_at: datetime | None = None
+
+
+class Grant(SQLModel, table=True):
+    """Time-bound access from an approved access request; nodes stop honouring it at expiry."""
+
+    __tablename__ = "grants"
+    id: str = Field(primary_key=True, max_length=32)
+    approval_id: str = Field(index=True, max_length=32)
+    identity: str = Field(index=True, max_length=128)
+    connection: str = Field(max_length=128)
+    actions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(index=True)
+
+
+class Webhook(SQLModel, table=True):
+    """Where approval events are POSTed; the signing secret is sealed like target passwords."""
+
+    __tablename__ = "webhooks"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=128)
+    url: str = Field(max_length=2048)
+    secret_encrypted: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    format: str = Field(default="json", max_length=16)  # json | slack
+    events: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
 
@@ -17,6 +18,7 @@ from protos.lockgate.v1 import node_pb2 as pb
 from protos.lockgate.v1 import node_pb2_grpc as pb_grpc
 
 log = logging.getLogger("lockgate.node.control")
+FINAL_STATES = frozenset({"approved", "denied", "expired"})
 
 
 class ControlPlaneClient:
@@ -72,6 +74,33 @@ class ControlPlaneClient:
             request, metadata=self._metadata, timeout=5.0
         )
         return result
+
+    async def await_approval(
+        self, request: pb.ApprovalRequest, within: float
+    ) -> AsyncIterator[pb.ApprovalEvent]:
+        """Events of one approval until it is decided or `within` seconds pass.
+
+        A broken stream (control-plane restart) is asked again with the same request key,
+        which the control plane answers with the same approval.
+        """
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                call = self._stub.AwaitApproval(
+                    request, metadata=self._metadata, timeout=max(0.1, deadline - time.monotonic())
+                )
+                async for event in call:
+                    yield event
+                    if event.state in FINAL_STATES:
+                        return
+                return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in (
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    grpc.StatusCode.UNAUTHENTICATED,
+                ):
+                    return
+                await asyncio.sleep(0.2)
 
     async def upload(self, events: list[pb.AuditEvent]) -> pb.AuditAck:
         result: pb.AuditAck = await self._stub.UploadAudit(

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import uvicorn
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -72,6 +73,11 @@ class Node:
 
     async def credentials(self, connection: str, session_id: str, identity: str) -> pb.Credentials:
         return await self.control.credentials(connection, session_id, identity)
+
+    def await_approval(
+        self, request: pb.ApprovalRequest, within: float
+    ) -> AsyncIterator[pb.ApprovalEvent]:
+        return self.control.await_approval(request, within)
 
     def register(self, session: LiveSession) -> None:
         self._sessions.add(session)

@@ -7,6 +7,7 @@ of live sessions (which the node uses to end sessions whose token was revoked).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from data_plane.audit.trail import AuditTrail
@@ -37,6 +38,10 @@ class NodeContext(Protocol):
     async def credentials(
         self, connection: str, session_id: str, identity: str
     ) -> pb.Credentials: ...
+
+    def await_approval(
+        self, request: pb.ApprovalRequest, within: float
+    ) -> AsyncIterator[pb.ApprovalEvent]: ...
 
     def register(self, session: LiveSession) -> None: ...
 

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from lockgate import tokens
-from lockgate.policy import Decision, PolicyEngine, Principal, Resource
+from lockgate.policy import Decision, PolicyEngine, Principal, Resource, quote_name
 from protos.lockgate.v1 import node_pb2 as pb
 
 
@@ -28,6 +28,19 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def grant_policy(grant: pb.Grant) -> tuple[str, str]:
+    """A time-bound grant as a Cedar permit that stops matching at its expiry by itself, so a
+    node enforces the expiry from the bundle it has, with or without its control plane."""
+    actions = ", ".join(f'Action::"{a}"' for a in grant.actions if a.isidentifier())
+    cedar = (
+        f'permit(principal == Identity::"{quote_name(grant.identity)}", '
+        f"action in [{actions}], "
+        f'resource == Connection::"{quote_name(grant.connection)}") '
+        f"when {{ context.now < {grant.expires_at_ms // 1000} }};"
+    )
+    return f"grant/{grant.id}", cedar
+
+
 class BundleView:
     def __init__(self, bundle: pb.Bundle) -> None:
         self.bundle = bundle
@@ -39,8 +52,9 @@ class BundleView:
         for t in bundle.tokens:
             self.tokens_by_identity.setdefault(t.identity, []).append(t)
         self.connections = {c.name: c for c in bundle.connections}
+        self.approval_rules = list(bundle.approval_rules)
         self.engine = PolicyEngine(
-            ((p.name, p.cedar) for p in bundle.policies),
+            [*((p.name, p.cedar) for p in bundle.policies), *map(grant_policy, bundle.grants)],
             (Principal(i.name, i.kind, i.role, tuple(i.groups)) for i in bundle.identities),
             (
                 Resource(c.name, c.type, c.database, dict(c.node_labels), tuple(c.guardrails))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 
 from pglast.parser import fingerprint as pg_fingerprint
 
@@ -24,6 +25,7 @@ from lockgate.masking.plan import (
 )
 from lockgate.sql.classify import Classification, cedar_context, classify_cached
 from lockgate.sql.lineage import lineage_cached, result_lineage
+from protos.lockgate.v1 import node_pb2 as pb
 
 ACTION_OF_KIND = {"read": "read", "write": "write", "ddl": "ddl", "admin": "admin", "other": "read"}
 CACHE_LIMIT = 4096
@@ -38,6 +40,7 @@ class StatementDecision:
     reason: str = ""
     message: str = ""
     plans: tuple[StatementPlan, ...] = ()  # one per statement that returns rows, in order
+    hold: pb.ApprovalRule | None = None  # allowed, but only once a person approves
 
     def client_message(self) -> str:
         """What the client sees when the statement is denied."""
@@ -149,7 +152,27 @@ class Enforcer:
                 )
         if c.prepared_name:
             self.prepared[c.prepared_name] = c
-        return StatementDecision(True, action, c, decision.policies, plans=plans)
+        hold = self._approval_rule(sql, action, c)
+        return StatementDecision(True, action, c, decision.policies, plans=plans, hold=hold)
+
+    def _approval_rule(self, sql: str, action: str, c: Classification) -> pb.ApprovalRule | None:
+        """The first approval rule that holds this statement, if any."""
+        text = " ".join(sql.lower().split())
+        for rule in self.view.approval_rules:
+            if action not in rule.actions and c.kind not in rule.actions:
+                continue
+            if not any(fnmatchcase(self.connection, g) for g in rule.connections):
+                continue
+            if rule.tables and not any(
+                fnmatchcase(t, g) or fnmatchcase(t.split(".", 1)[-1], g)
+                for t in c.tables
+                for g in rule.tables
+            ):
+                continue
+            if rule.commands and not any(fnmatchcase(text, g.lower()) for g in rule.commands):
+                continue
+            return rule
+        return None
 
     def _copies_masked_data(self, c: Classification) -> str:
         """A masked column a write or DDL statement reads, if any ("" if none).

@@ -73,6 +73,7 @@ def default_context() -> dict[str, Any]:
     """Every context attribute a policy may test, at its neutral value, so a `when` clause
     over an attribute the request does not set never errors out (and so never silently fails
     to forbid)."""
+    now = datetime.now(UTC)
     return {
         "kind": "other",
         "tables": [],
@@ -84,7 +85,8 @@ def default_context() -> dict[str, Any]:
         "functions": [],
         "statement_types": [],
         "dangers": [],
-        "hour": datetime.now(UTC).hour,
+        "hour": now.hour,
+        "now": int(now.timestamp()),
         "node_labels": {},
     }
 
@@ -212,9 +214,9 @@ class PolicyEngine:
         self, identity: str, action: str, connection: str, context: Mapping[str, Any] | None = None
     ) -> Decision:
         request = {
-            "principal": f'Identity::"{_escape(identity)}"',
+            "principal": f'Identity::"{quote_name(identity)}"',
             "action": f'Action::"{action}"',
-            "resource": f'Connection::"{_escape(connection)}"',
+            "resource": f'Connection::"{quote_name(connection)}"',
             "context": {**default_context(), **(context or {})},
         }
         result = cedarpy.is_authorized(request, self._policies, self._entities)
@@ -238,5 +240,6 @@ class PolicyEngine:
         return -1
 
 
-def _escape(name: str) -> str:
+def quote_name(name: str) -> str:
+    """A name made safe inside a Cedar string literal."""
     return name.replace("\\", "\\\\").replace('"', '\\"')

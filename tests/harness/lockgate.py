@@ -16,13 +16,20 @@ from tests.harness.processes import Process, free_port, port_open, wait_until
 
 
 class ControlPlane:
-    def __init__(self, home: Path | None = None, database_url: str | None = None) -> None:
+    def __init__(
+        self,
+        home: Path | None = None,
+        database_url: str | None = None,
+        env: dict[str, str] | None = None,
+        admin_token: str = "",
+    ) -> None:
         self.home = home or Path(tempfile.mkdtemp(prefix="lg-cp-"))
         self.http_port = free_port()
         self.grpc_port = free_port()
         self.database_url = database_url
+        self.env = env or {}
         self.process: Process | None = None
-        self.admin_token = ""
+        self.admin_token = admin_token
 
     @property
     def url(self) -> str:
@@ -41,6 +48,7 @@ class ControlPlane:
         }
         if self.database_url:
             env["LOCKGATE_DATABASE_URL"] = self.database_url
+        env.update(self.env)
         self.process = Process(
             f"control-plane-{self.http_port}",
             [sys.executable, "-m", "lockgate", "control-plane"],
@@ -51,7 +59,9 @@ class ControlPlane:
             wait_until(self._healthy, 60, "control plane /healthz")
         except TimeoutError:
             raise RuntimeError(f"control plane did not start:\n{self.process.log()}") from None
-        self.admin_token = (self.home / "admin-token").read_text().strip()
+        token_file = self.home / "admin-token"
+        if token_file.exists():
+            self.admin_token = token_file.read_text().strip()
         return self
 
     def _healthy(self) -> bool:

@@ -34,7 +34,8 @@ def _as_postgres(argv: list[str]) -> list[str]:
 class PostgresTarget:
     """Roles: `app` (SCRAM), `app_md5` (MD5), `app_plain` (cleartext); database `appdb`."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_connections: int = 300) -> None:
+        self.max_connections = max_connections
         self.dir = Path(tempfile.mkdtemp(prefix="lg-pg-"))
         self.data = self.dir / "data"
         self.socket_dir = self.dir / "sock"
@@ -88,7 +89,7 @@ class PostgresTarget:
                     "-c",
                     "fsync=off",
                     "-c",
-                    "max_connections=300",
+                    f"max_connections={self.max_connections}",
                 ]
             ),
             self.dir,

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import re
 import secrets
 import ssl
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import cast
 
 import grpc
 
@@ -34,14 +38,15 @@ from data_plane.protocols.postgres.session import (
     Group,
     ServerStream,
     State,
+    Statement,
     deny_query,
 )
 from data_plane.server import NoBundle, NodeContext
 from lockgate.bundle import AuthError, BundleView
-from lockgate.enforcement import Enforcer
+from lockgate.enforcement import Enforcer, StatementDecision
 from lockgate.masking import masks
 from lockgate.masking.detectors import Scanner
-from lockgate.masking.plan import ColumnAction
+from lockgate.masking.plan import ColumnAction, StatementPlan
 from lockgate.ports import bind
 from lockgate.settings import Settings
 from protos.lockgate.v1 import node_pb2 as pb
@@ -151,6 +156,11 @@ class ClientConnection:
         self.scanner: Scanner | None = None
         self.skip_until_sync = False
         self.denied = 0
+        self._held_plans: list[tuple[StatementPlan, ...]] = []
+        self._stream = ClientStream()
+        self._queue: deque[Group] = deque()
+        self._holding: asyncio.Future[None] | None = None
+        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     # the session, state by state ---------------------------------------------------------
 
@@ -408,25 +418,102 @@ class ClientConnection:
                 return
 
     async def _relay(self) -> None:
+        """Relay until either side goes away, with callback protocols on both sockets.
+
+        After start-up the two transports get `_RelaySide` protocols: bytes are handled in
+        `data_received` and written straight to the other transport, with no task switch per
+        chunk; each side pauses reading from its peer while its own write buffer is full.
+        """
         assert self.audit is not None and self.upstream_writer is not None
         self.state = State.RELAYING
-        to_upstream = asyncio.create_task(self._client_to_upstream())
-        to_client = asyncio.create_task(self._upstream_to_client())
-        done, pending = await asyncio.wait(
-            {to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED
-        )
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for task in done:
-            exc = task.exception()
-            if exc is not None and not isinstance(exc, ConnectionError | ssl.SSLError):
-                if isinstance(exc, codec.ProtocolError):
-                    self.outcome = "error"
-                    with contextlib.suppress(Exception):
-                        await self._fatal(exc.sqlstate, f"protocol violation: {exc}")
-                else:
-                    raise exc
+        client = cast(asyncio.Transport, self.writer.transport)
+        upstream = cast(asyncio.Transport, self.upstream_writer.transport)
+        self.client_transport, self.upstream_transport = client, upstream
+        # Bytes the stream readers buffered before the switch are handled first.
+        early_client = _drain_buffer(self.reader)
+        early_upstream = _drain_buffer(self.upstream_reader)
+        client.set_protocol(_RelaySide(self._from_client, self._lost, peer=upstream))
+        upstream.set_protocol(_RelaySide(self._from_upstream, self._lost, peer=client))
+        if early_upstream:
+            self._from_upstream(early_upstream)
+        if early_client:
+            self._from_client(early_client)
+        await self._done
+        client.close()
+        upstream.close()
+
+    def _lost(self, exc: Exception | None) -> None:
+        if not self._done.done():
+            self._done.set_result(None)
+
+    def _from_client(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        try:
+            self._queue.extend(self._stream.feed(data))
+        except codec.ProtocolError as exc:
+            self.outcome = "error"
+            self.client_transport.write(
+                codec.error_response(exc.sqlstate, f"protocol violation: {exc}", severity="FATAL")
+            )
+            self._lost(None)
+            return
+        if self._holding is None:
+            self._pump()
+
+    def _pump(self) -> None:
+        """Decide queued groups in order and forward them; stop at a held statement."""
+        assert self.audit is not None
+        record = self.audit.record
+        out: list[bytes] = []
+        while self._queue:
+            group = self._queue.popleft()
+            try:
+                forward, held = self._decide_group(group, record)
+            except codec.ProtocolError as exc:
+                self.outcome = "error"
+                self.client_transport.write(
+                    codec.error_response(exc.sqlstate, f"protocol violation: {exc}")
+                )
+                self._lost(None)
+                return
+            if held is not None:
+                # Earlier groups go now; nothing after the held one until it is decided, so
+                # no later statement of the session jumps ahead.
+                if out:
+                    self.upstream_transport.write(b"".join(out))
+                self.client_transport.pause_reading()
+                self._holding = asyncio.ensure_future(self._hold_then_resume(group, held))
+                return
+            if forward:
+                out.append(forward)
+        if out:
+            self.upstream_transport.write(b"".join(out))
+
+    async def _hold_then_resume(
+        self, group: Group, held: tuple[Statement, StatementDecision]
+    ) -> None:
+        try:
+            forward = await self._hold(group, *held)
+            if forward and not self._done.done():
+                self.upstream_transport.write(forward)
+        except Exception:
+            log.exception("approval hold failed in session %s", self.session_id)
+            self._lost(None)
+            return
+        finally:
+            self._holding = None
+        if not self._done.done():
+            self.client_transport.resume_reading()
+            self._pump()
+
+    def _from_upstream(self, data: bytes) -> None:
+        self.bytes_out += len(data)
+        servers = self.server_stream
+        if servers is not None:
+            data = servers.feed(data)
+            if not data:
+                return
+        self.client_transport.write(data)
 
     def _setup_enforcement(self, bundle: BundleView, user: str, connection: str) -> None:
         """The session's enforcer and, when masking rules bind it, the result masker."""
@@ -468,44 +555,27 @@ class ClientConnection:
             return sql
         return masks.mask_text(sql, self.scanner)[0]
 
-    async def _client_to_upstream(self) -> None:
-        assert self.audit is not None and self.upstream_writer is not None
-        stream = ClientStream()
-        up = self.upstream_writer
-        record = self.audit.record
-        while True:
-            data = await self.reader.read(READ_SIZE)
-            if not data:
-                return
-            self.bytes_in += len(data)
-            out: list[bytes] = []
-            for group in stream.feed(data):
-                forward = self._decide_group(group, record)
-                if forward:
-                    out.append(forward)
-            if out:
-                up.write(b"".join(out))
-                await up.drain()
-            if stream.terminated:
-                return
-
-    def _decide_group(self, group: Group, record: Callable[..., None]) -> bytes:
-        """Decide and audit a group's statements; the bytes to forward in its place."""
+    def _decide_group(
+        self, group: Group, record: Callable[..., None]
+    ) -> tuple[bytes, tuple[Statement, StatementDecision] | None]:
+        """Decide and audit a group's statements: the bytes to forward in its place, and the
+        statement to hold for approval, if any (then the bytes are forwarded once approved)."""
         assert self.enforcer is not None
         servers = self.server_stream
         if self.skip_until_sync:
             if group.end != SYNC:
-                return b""
+                return b"", None
             self.skip_until_sync = False
             if servers is not None:
                 servers.expect_sync()
-            return SYNC_MESSAGE
+            return SYNC_MESSAGE, None
         if not group.statements:
             if servers is not None:
                 servers.expect_group(group, ())
-            return group.data
+            return group.data, None
         enforcer = self.enforcer
         denied = None
+        held: tuple[Statement, StatementDecision] | None = None
         decisions = []
         for st in group.statements:
             decision = enforcer.decide(st.sql)
@@ -524,36 +594,109 @@ class ClientConnection:
             )
             if not decision.allowed and denied is None:
                 denied = decision
-        if denied is None:
+            elif decision.hold is not None and held is None:
+                held = (st, decision)
+        if denied is None and held is None:
             if servers is not None:
                 servers.expect_group(group, [d.plans for d in decisions])
-            return group.data
+            return group.data, None
+        if denied is None:
+            self._held_plans = [d.plans for d in decisions]
+            return b"", held
+        return self._deny_group(group, denied.client_message()), None
+
+    def _deny_group(self, group: Group, message: str) -> bytes:
+        """What goes upstream in place of a denied group (see `session.deny_query`)."""
         self.denied += 1
+        servers = self.server_stream
         if group.end in (QUERY, SYNC):
             if servers is not None:
                 servers.expect_query(())
-            return deny_query(denied.client_message())
+            return deny_query(message)
         # A Flush-terminated group: answer now, then drop messages up to the Sync, as the
         # target itself does after an error (protocol 55.2.3).
-        self.writer.write(codec.error_response("42501", denied.client_message()))
+        self.writer.write(codec.error_response("42501", message))
         self.skip_until_sync = True
         return b""
 
-    async def _upstream_to_client(self) -> None:
-        up_reader = self.upstream_reader
-        writer = self.writer
-        while True:
-            data = await up_reader.read(READ_SIZE)
-            if not data:
-                return
-            self.bytes_out += len(data)
-            servers = self.server_stream
-            if servers is not None:
-                data = servers.feed(data)
-                if not data:
-                    continue
-            writer.write(data)
-            await writer.drain()
+    async def _hold(self, group: Group, st: Statement, decision: StatementDecision) -> bytes:
+        """Ask for approval of a held statement and wait: the group's bytes once approved,
+        a denial in its place otherwise (denied, expired, timed out, no control plane)."""
+        assert self.audit is not None and self.enforcer is not None
+        rule = decision.hold
+        assert rule is not None
+        reason = _reason(st.sql)
+        if rule.require_reason and not reason:
+            return self._deny_group(
+                group,
+                f"approval rule {rule.name} needs a reason: add "
+                "/* lockgate-reason: why */ to the statement",
+            )
+        audit_sql = self._audit_sql(st.sql)
+        c = decision.classification
+        fingerprint = hashlib.sha256(
+            st.sql.encode() if st.protocol == "simple" else group.data
+        ).hexdigest()
+        request = pb.ApprovalRequest(
+            request_key=f"{self.session_id}:{self.audit.seq}",
+            rule=rule.name,
+            session_id=self.session_id,
+            identity=self.enforcer.identity,
+            connection=self.enforcer.connection,
+            statement=audit_sql,
+            fingerprint=fingerprint,
+            kind=c.kind,
+            action=decision.action,
+            tables=sorted(c.tables),
+            reason=reason,
+        )
+        within = float(rule.timeout_seconds or 600) + 2.0
+        final: pb.ApprovalEvent | None = None
+        async for event in self.node.await_approval(request, within):
+            if event.state == "pending":
+                self.audit.record(
+                    "approval.requested",
+                    approval_id=event.approval_id,
+                    rule=rule.name,
+                    url=event.url,
+                    sql=audit_sql,
+                )
+                self.writer.write(
+                    codec.notice_response(
+                        f"Lockgate: approval {event.approval_id} is needed to run this "
+                        f"statement (rule {rule.name}); waiting. {event.url}",
+                        sqlstate="01000",
+                    )
+                )
+            elif event.state == "notified":
+                self.audit.record("approval.notified", approval_id=event.approval_id)
+            else:
+                final = event
+        if final is not None and final.state == "approved":
+            self.audit.record(
+                "approval.approved",
+                approval_id=final.approval_id,
+                decided_by=list(final.decided_by),
+                comment=final.comment,
+            )
+            self.audit.record("approval.executed", approval_id=final.approval_id, sql=audit_sql)
+            if self.server_stream is not None:
+                self.server_stream.expect_group(group, self._held_plans)
+            return group.data
+        if final is None:
+            self.audit.record("approval.expired", rule=rule.name, reason="no answer in time")
+            return self._deny_group(
+                group, f"approval for this statement timed out (rule {rule.name})"
+            )
+        self.audit.record(
+            f"approval.{final.state}",
+            approval_id=final.approval_id,
+            decided_by=list(final.decided_by),
+            comment=final.comment,
+        )
+        verdict = "was denied" if final.state == "denied" else "expired"
+        comment = f": {final.comment}" if final.comment else ""
+        return self._deny_group(group, f"approval {final.approval_id} {verdict}{comment}")
 
     # helpers -----------------------------------------------------------------------------
 
@@ -643,3 +786,51 @@ def _text_cells(body: bytes) -> tuple[str, ...]:
         cells.append(body[pos : pos + size].decode("utf-8", "replace"))
         pos += size
     return tuple(cells)
+
+
+_REASON = re.compile(r"lockgate-reason:\s*([^*\n]+)", re.IGNORECASE)
+
+
+def _reason(sql: str) -> str:
+    """The requester's reason, from a `/* lockgate-reason: ... */` or `--` comment."""
+    match = _REASON.search(sql)
+    return match.group(1).strip() if match else ""
+
+
+class _RelaySide(asyncio.Protocol):
+    """One socket of a relayed session: bytes in go to `on_data`; while this socket's write
+    buffer is full, reading from the peer pauses (back-pressure across the relay)."""
+
+    def __init__(
+        self,
+        on_data: Callable[[bytes], None],
+        on_lost: Callable[[Exception | None], None],
+        peer: asyncio.Transport,
+    ) -> None:
+        self.on_data = on_data
+        self.on_lost = on_lost
+        self.peer = peer
+
+    def data_received(self, data: bytes) -> None:
+        self.on_data(data)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.on_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.peer.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.peer.resume_reading()
+
+
+def _drain_buffer(reader: asyncio.StreamReader) -> bytes:
+    """Bytes a StreamReader has buffered but nobody read yet (before a protocol switch)."""
+    # No public accessor exists; read once, at the switch to protocols.
+    buffered: bytearray = reader._buffer  # type: ignore[attr-defined]
+    data = bytes(buffered)
+    buffered.clear()
+    return data

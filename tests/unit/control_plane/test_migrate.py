@@ -33,6 +33,10 @@ TABLES = {
     "sessions",
     "audit_events",
     "masking_rules",
+    "approval_rules",
+    "approvals",
+    "grants",
+    "webhooks",
 }
 HEAD = ScriptDirectory.from_config(migrate.alembic_config("sqlite://")).get_current_head()
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
