@@ -43,5 +43,7 @@ def run(dsns: Mapping[str, str], count: int) -> dict[str, float]:
     for leg in dsns:
         if leg != "direct":
             for q in ("median", "p99"):
-                figures[f"{leg}_added_{q}_us"] = figures[f"{leg}_{q}_us"] - figures[f"direct_{q}_us"]
+                figures[f"{leg}_added_{q}_us"] = (
+                    figures[f"{leg}_{q}_us"] - figures[f"direct_{q}_us"]
+                )
     return figures

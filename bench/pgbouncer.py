@@ -37,7 +37,7 @@ def binary() -> str:
 def version() -> str:
     try:
         out = subprocess.run([binary(), "--version"], capture_output=True, text=True).stdout
-    except (OSError, FileNotFoundError):
+    except OSError:
         return "not found"
     return out.splitlines()[0].strip() if out else "unknown"
 
@@ -88,8 +88,10 @@ class PgBouncer:
         ).start()
         try:
             wait_until(self._ready, 30, "PgBouncer")
-        except TimeoutError:
-            raise RuntimeError(f"PgBouncer did not start:\n{self.log()}") from None
+        except BaseException as exc:
+            log = self.log()
+            self.stop()
+            raise RuntimeError(f"PgBouncer did not start:\n{log}") from exc
         return self
 
     def _ready(self) -> bool:

@@ -41,9 +41,7 @@ async def _until(check: Callable[[], Awaitable[bool]], what: str) -> float:
 async def _forbid(stack: Stack, identity: str, token: str, changes: int) -> list[float]:
     conn = await asyncpg.connect(stack.node.dsn(identity, token, CONNECTION, "disable"))
     cp = stack.control_plane
-    cedar = (
-        f'forbid(principal == Identity::"{identity}", action == Action::"read", resource);'
-    )
+    cedar = f'forbid(principal == Identity::"{identity}", action == Action::"read", resource);'
 
     async def denied() -> bool:
         try:
@@ -75,6 +73,18 @@ async def _forbid(stack: Stack, identity: str, token: str, changes: int) -> list
     return seconds
 
 
+async def _login_refused(dsn: str) -> bool:
+    """Whether the node refuses this login with SQLSTATE 28P01 (any other error is raised)."""
+    try:
+        conn = await asyncpg.connect(dsn)
+    except asyncpg.PostgresError as exc:
+        if exc.sqlstate != AUTH_FAILED:
+            raise
+        return True
+    await conn.close()
+    return False
+
+
 async def _revoke(stack: Stack, identity: str, changes: int) -> list[float]:
     cp = stack.control_plane
     seconds = []
@@ -82,18 +92,11 @@ async def _revoke(stack: Stack, identity: str, changes: int) -> list[float]:
         created = await asyncio.to_thread(cp.ok, "POST", "/tokens", json={"identity": identity})
         dsn = stack.node.dsn(identity, created["token"], CONNECTION, "disable")
 
-        async def refused() -> bool:
-            try:
-                conn = await asyncpg.connect(dsn)
-            except asyncpg.PostgresError as exc:
-                if exc.sqlstate != AUTH_FAILED:
-                    raise
-                return True
-            await conn.close()
-            return False
+        async def accepted(dsn: str = dsn) -> bool:
+            return not await _login_refused(dsn)
 
-        async def accepted() -> bool:
-            return not await refused()
+        async def refused(dsn: str = dsn) -> bool:
+            return await _login_refused(dsn)
 
         await _until(accepted, "login with a new token")
         began = time.perf_counter()
@@ -117,12 +120,14 @@ def run(stack: Stack, changes: int) -> dict[str, Any]:
     identity = "bench-propagation"
     cp = stack.control_plane
     if not cp.api("GET", f"/identities/{identity}").is_success:
-        cp.ok("POST", "/identities", json={"name": identity, "kind": "service", "groups": ["bench"]})
+        cp.ok(
+            "POST", "/identities", json={"name": identity, "kind": "service", "groups": ["bench"]}
+        )
     token = cp.ok("POST", "/tokens", json={"identity": identity})["token"]
     stack.wait_for_bundle()
     forbid = run_loop(_forbid(stack, identity, token, changes))
     revoke = run_loop(_revoke(stack, identity, changes))
-    figures: dict[str, Any] = {"changes": changes}
+    figures: dict[str, Any] = {}
     for kind, seconds in (("forbid", forbid), ("revoke", revoke)):
         ms = [s * 1000 for s in seconds]
         figures[f"{kind}_p50_ms"] = _quantile(ms, 50)

@@ -22,6 +22,8 @@ from typing import Any
 import asyncpg
 
 from lockgate.runtime import run as run_loop
+from tests.harness.postgres import PostgresTarget
+from tests.harness.processes import wait_until
 
 STATEMENT = "SELECT id, name, price FROM items WHERE id = $1"
 CONNECT_AT_ONCE = 50
@@ -128,3 +130,9 @@ def run(dsn: str, sessions: int, seconds: float, pid: int | None = None) -> dict
     """Open `sessions` connections, run one statement a second on each for `seconds`; figures
     for statement latency and, when `pid` names the node process, its CPU and memory."""
     return run_loop(_load(dsn, sessions, seconds, pid))
+
+
+def wait_drained(target: PostgresTarget, timeout: float = 120) -> None:
+    """Wait until the target's backends for `app` have exited (they outlive their clients)."""
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'"
+    wait_until(lambda: int(target.psql_admin(sql)) < 10, timeout, "the target's sessions to end")

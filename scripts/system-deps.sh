@@ -8,6 +8,10 @@ command -v psql >/dev/null || need+=(postgresql-client)
 command -v pgbench >/dev/null || need+=(postgresql-contrib)
 command -v openssl >/dev/null || need+=(openssl)
 command -v runuser >/dev/null || need+=(util-linux)
+# The benchmarks' baselines: PgBouncer in front of PostgreSQL, and OpenSSH for scp.
+{ [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null; } || need+=(pgbouncer)
+{ [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null; } || need+=(openssh-server)
+command -v scp >/dev/null || need+=(openssh-client)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   echo "installing OS packages: ${need[*]}"
