@@ -1,8 +1,9 @@
 """The policy compiler: the store's configuration at one revision, as a node's bundle.
 
 A bundle carries identities, token hashes and expiries, the connections a node may serve
-(never their secrets) and the Cedar policies. The node-independent part is compiled once per
-revision and cached; each node gets a copy stamped with its name and labels.
+(never their secrets), the Cedar policies, masking and approval rules, and the time-bound
+grants of approved access requests that have not expired yet. The node-independent part is
+compiled once per revision and cached; each node gets a copy stamped with its name and labels.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from control_plane import changes
 from control_plane.models import (
+    ApprovalRule,
     Connection,
+    Grant,
     Group,
     Identity,
     IdentityGroup,
@@ -29,7 +32,7 @@ from control_plane.models import (
 from protos.lockgate.v1 import node_pb2 as pb
 
 
-def _ms(value: datetime | None) -> int:
+def epoch_ms(value: datetime | None) -> int:
     """UTC datetimes to epoch milliseconds; 0 for none."""
     if value is None:
         return 0
@@ -72,7 +75,7 @@ async def compile_bundle(session: AsyncSession) -> pb.Bundle:
                 scram_stored_key=token.scram_stored_key,
                 scram_server_key=token.scram_server_key,
                 scram_iterations=token.scram_iterations,
-                expires_at_ms=_ms(token.expires_at),
+                expires_at_ms=epoch_ms(token.expires_at),
             )
         )
     for conn in (await session.exec(select(Connection).order_by(col(Connection.name)))).all():
@@ -99,6 +102,38 @@ async def compile_bundle(session: AsyncSession) -> pb.Bundle:
                 detectors=rule.detectors,
                 exempt=rule.exempt,
                 unresolved=rule.unresolved,
+            )
+        )
+    for approval_rule in (
+        await session.exec(select(ApprovalRule).order_by(col(ApprovalRule.name)))
+    ).all():
+        bundle.approval_rules.append(
+            pb.ApprovalRule(
+                name=approval_rule.name,
+                connections=approval_rule.connections,
+                actions=approval_rule.actions,
+                tables=approval_rule.tables,
+                commands=approval_rule.commands,
+                approvers=approval_rule.approvers,
+                required=approval_rule.required,
+                timeout_seconds=approval_rule.timeout_seconds,
+                require_reason=approval_rule.require_reason,
+                reuse_seconds=approval_rule.reuse_seconds,
+            )
+        )
+    live_grants = (
+        select(Grant)
+        .where(col(Grant.expires_at) > now)
+        .order_by(col(Grant.expires_at), col(Grant.id))
+    )
+    for grant in (await session.exec(live_grants)).all():
+        bundle.grants.append(
+            pb.Grant(
+                id=grant.id,
+                identity=grant.identity,
+                connection=grant.connection,
+                actions=grant.actions,
+                expires_at_ms=epoch_ms(grant.expires_at),
             )
         )
     return bundle

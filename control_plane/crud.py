@@ -10,17 +10,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, delete, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from control_plane import changes
+from control_plane import changes, notify
 from control_plane.crypto import SecretBox
 from control_plane.models import (
+    Approval,
+    ApprovalRule,
     AuditEvent,
     AuditSession,
     Connection,
+    Grant,
     Group,
     Identity,
     IdentityGroup,
@@ -28,9 +34,13 @@ from control_plane.models import (
     Node,
     Policy,
     Token,
+    Webhook,
     utcnow,
 )
 from control_plane.schemas import (
+    ApprovalRuleBase,
+    ApprovalRuleCreate,
+    ApprovalRuleUpdate,
     ConnectionBase,
     ConnectionCreate,
     ConnectionUpdate,
@@ -40,6 +50,8 @@ from control_plane.schemas import (
     MaskingRuleCreate,
     MaskingRuleUpdate,
     NodeCreate,
+    WebhookCreate,
+    WebhookUpdate,
 )
 from lockgate import tokens
 
@@ -550,4 +562,241 @@ async def delete_masking_rule(*, session: AsyncSession, rule: MaskingRule) -> No
     """Delete a masking rule."""
     await session.delete(rule)
     await changes.bump(session)
+    await session.commit()
+
+
+# approval rules
+
+
+async def get_approval_rule(*, session: AsyncSession, name: str) -> ApprovalRule | None:
+    """The approval rule called `name`, if any."""
+    return (await session.exec(select(ApprovalRule).where(ApprovalRule.name == name))).first()
+
+
+async def list_approval_rules(*, session: AsyncSession) -> list[ApprovalRule]:
+    """All approval rules by name (the order access requests match them in)."""
+    return list((await session.exec(select(ApprovalRule).order_by(col(ApprovalRule.name)))).all())
+
+
+async def create_approval_rule(
+    *, session: AsyncSession, rule_in: ApprovalRuleCreate
+) -> ApprovalRule:
+    """Create an approval rule."""
+    if await get_approval_rule(session=session, name=rule_in.name):
+        raise Conflict(f"approval rule {rule_in.name!r} already exists")
+    rule = ApprovalRule(**rule_in.model_dump())
+    session.add(rule)
+    await changes.bump(session)
+    await session.commit()
+    return rule
+
+
+async def update_approval_rule(
+    *, session: AsyncSession, rule: ApprovalRule, rule_in: ApprovalRuleUpdate
+) -> ApprovalRule:
+    """Change the given fields of an approval rule; the result is validated as a whole."""
+    current = ApprovalRuleBase.model_validate(rule, from_attributes=True).model_dump()
+    try:
+        merged = ApprovalRuleBase.model_validate(
+            {**current, **rule_in.model_dump(exclude_none=True)}
+        )
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_context=False, include_url=False)
+        raise Invalid("; ".join(str(e["msg"]) for e in errors)) from None
+    for key, value in merged.model_dump().items():
+        setattr(rule, key, value)
+    rule.updated_at = utcnow()
+    session.add(rule)
+    await changes.bump(session)
+    await session.commit()
+    return rule
+
+
+async def delete_approval_rule(*, session: AsyncSession, rule: ApprovalRule) -> None:
+    """Delete an approval rule; approvals it already caused keep their approvers."""
+    await session.delete(rule)
+    await changes.bump(session)
+    await session.commit()
+
+
+# approvals (the broker in `approvals.py` decides; these only read and write rows)
+
+
+async def get_approval(*, session: AsyncSession, approval_id: str) -> Approval | None:
+    """One approval, freshly read (never a stale copy from the session)."""
+    query = select(Approval).where(Approval.id == approval_id)
+    return (await session.exec(query.execution_options(populate_existing=True))).first()
+
+
+async def get_approval_by_key(*, session: AsyncSession, request_key: str) -> Approval | None:
+    """The approval a node asked for with `request_key`, if any."""
+    query = select(Approval).where(Approval.request_key == request_key)
+    return (await session.exec(query.execution_options(populate_existing=True))).first()
+
+
+async def list_approvals(
+    *,
+    session: AsyncSession,
+    state: str | None = None,
+    kind: str | None = None,
+    identity: str | None = None,
+    limit: int = 100,
+) -> list[Approval]:
+    """Approvals, newest first, optionally filtered by state, kind and requester."""
+    query = select(Approval)
+    if state is not None:
+        query = query.where(Approval.state == state)
+    if kind is not None:
+        query = query.where(Approval.kind == kind)
+    if identity is not None:
+        query = query.where(Approval.identity == identity)
+    query = query.order_by(col(Approval.created_at).desc(), col(Approval.id).desc()).limit(limit)
+    return list((await session.exec(query.execution_options(populate_existing=True))).all())
+
+
+async def overdue_approvals(*, session: AsyncSession, now: datetime) -> list[Approval]:
+    """Pending approvals whose time ran out at or before `now`."""
+    query = select(Approval).where(Approval.state == "pending", col(Approval.expires_at) <= now)
+    return list((await session.exec(query.execution_options(populate_existing=True))).all())
+
+
+async def approved_since(
+    *, session: AsyncSession, identity: str, connection: str, fingerprint: str, since: datetime
+) -> list[Approval]:
+    """Approvals of the same statement by the same identity decided at or after `since`."""
+    query = (
+        select(Approval)
+        .where(
+            Approval.identity == identity,
+            Approval.connection == connection,
+            Approval.fingerprint == fingerprint,
+            Approval.state == "approved",
+            col(Approval.decided_at) >= since,
+        )
+        .order_by(col(Approval.decided_at).desc())
+    )
+    return list((await session.exec(query)).all())
+
+
+async def insert_approval(*, session: AsyncSession, approval: Approval) -> Approval:
+    """Store a new approval and tell the other replicas; a taken request_key raises
+    IntegrityError (the caller reads the existing one)."""
+    session.add(approval)
+    await session.flush()
+    await notify.send(session, notify.APPROVALS_CHANNEL, approval.id)
+    await session.commit()
+    return approval
+
+
+async def save_approval(
+    *,
+    session: AsyncSession,
+    approval: Approval,
+    state: str,
+    decisions: list[dict[str, Any]],
+    decided_at: datetime | None,
+    grant: Grant | None = None,
+) -> bool:
+    """Move `approval` to a new state if nobody changed it since it was read; False otherwise
+    (the transaction is rolled back and the caller re-reads). A grant, if given, is stored in
+    the same transaction and bumps the configuration revision."""
+    values: dict[str, Any] = {
+        "state": state,
+        "decisions": decisions,
+        "decided_at": decided_at,
+        "version": approval.version + 1,
+    }
+    result = await session.exec(
+        update(Approval)
+        .where(col(Approval.id) == approval.id, col(Approval.version) == approval.version)
+        .values(**values),
+        execution_options={"synchronize_session": False},
+    )
+    if result.rowcount != 1:
+        await session.rollback()
+        return False
+    if grant is not None:
+        session.add(grant)
+        await changes.bump(session)
+    await notify.send(session, notify.APPROVALS_CHANNEL, approval.id)
+    await session.commit()
+    for key, value in values.items():
+        set_committed_value(approval, key, value)
+    return True
+
+
+# grants
+
+
+async def list_grants(
+    *, session: AsyncSession, identity: str | None = None, live_at: datetime | None = None
+) -> list[Grant]:
+    """Grants by expiry (soonest first), optionally one identity's, optionally only those
+    still live at `live_at`."""
+    query = select(Grant)
+    if identity is not None:
+        query = query.where(Grant.identity == identity)
+    if live_at is not None:
+        query = query.where(col(Grant.expires_at) > live_at)
+    query = query.order_by(col(Grant.expires_at), col(Grant.id))
+    return list((await session.exec(query)).all())
+
+
+# webhooks (not part of any bundle: writes do not bump the revision)
+
+
+async def get_webhook(*, session: AsyncSession, name: str) -> Webhook | None:
+    """The webhook called `name`, if any."""
+    return (await session.exec(select(Webhook).where(Webhook.name == name))).first()
+
+
+async def list_webhooks(*, session: AsyncSession, event: str | None = None) -> list[Webhook]:
+    """All webhooks by name, optionally only those subscribed to `event`."""
+    hooks = list((await session.exec(select(Webhook).order_by(col(Webhook.name)))).all())
+    return [h for h in hooks if event is None or event in h.events]
+
+
+async def create_webhook(
+    *, session: AsyncSession, box: SecretBox, webhook_in: WebhookCreate
+) -> Webhook:
+    """Create a webhook; its signing secret is sealed with `box`, bound to the webhook's name."""
+    if await get_webhook(session=session, name=webhook_in.name):
+        raise Conflict(f"webhook {webhook_in.name!r} already exists")
+    webhook = Webhook(
+        name=webhook_in.name,
+        url=webhook_in.url,
+        format=webhook_in.format,
+        events=list(dict.fromkeys(webhook_in.events)),
+        secret_encrypted=box.encrypt(
+            webhook_in.secret.get_secret_value(), aad=webhook_in.name.encode()
+        ),
+    )
+    session.add(webhook)
+    await session.commit()
+    return webhook
+
+
+async def update_webhook(
+    *, session: AsyncSession, box: SecretBox, webhook: Webhook, webhook_in: WebhookUpdate
+) -> Webhook:
+    """Change the given fields; a given `secret` replaces the sealed one."""
+    if webhook_in.url is not None:
+        webhook.url = webhook_in.url
+    if webhook_in.format is not None:
+        webhook.format = webhook_in.format
+    if webhook_in.events is not None:
+        webhook.events = list(dict.fromkeys(webhook_in.events))
+    if webhook_in.secret is not None:
+        webhook.secret_encrypted = box.encrypt(
+            webhook_in.secret.get_secret_value(), aad=webhook.name.encode()
+        )
+    webhook.updated_at = utcnow()
+    session.add(webhook)
+    await session.commit()
+    return webhook
+
+
+async def delete_webhook(*, session: AsyncSession, webhook: Webhook) -> None:
+    """Delete a webhook and its sealed secret."""
+    await session.delete(webhook)
     await session.commit()

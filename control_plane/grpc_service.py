@@ -1,23 +1,28 @@
-"""The gRPC service nodes dial: bundle subscriptions, per-session credentials, audit upload.
+"""The gRPC service nodes dial: bundle subscriptions, per-session credentials, audit upload,
+and approvals for held statements.
 
 Every call carries the node token in the `authorization` metadata; only its hash is stored.
-Bundles are pushed when the configuration revision changes (in-process bus) and, as a fallback
-for changes made by another replica, whenever a periodic check of the store sees a newer one.
+Bundles are pushed when the configuration revision changes (in-process bus, fed by other
+replicas through PostgreSQL NOTIFY) and, as a fallback, whenever a periodic check of the store
+sees a newer one. An approval stream wakes on the approval's `ApprovalHub` event, set by a
+decision on this replica or by the NOTIFY of a decision on another one, then re-reads the store.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 import grpc
 from sqlmodel import select
 
-from control_plane import changes, compiler
+from control_plane import approvals, changes, compiler, notify
 from control_plane.audit import ingest
 from control_plane.crypto import SecretBox
 from control_plane.db import Database
-from control_plane.models import Connection, Node, utcnow
+from control_plane.models import Approval, Connection, Node, utcnow
 from lockgate import __version__, tokens
 from protos.lockgate.v1 import node_pb2 as pb
 from protos.lockgate.v1 import node_pb2_grpc as pb_grpc
@@ -29,10 +34,19 @@ HEARTBEAT_SECONDS = 10.0
 
 
 class NodeService(pb_grpc.NodeServiceServicer):
-    def __init__(self, db: Database, box: SecretBox) -> None:
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox,
+        *,
+        console_url: str = "",
+        hub: notify.ApprovalHub = notify.hub,
+    ) -> None:
         self.db = db
         self.box = box
         self.bundles = compiler.BundleCache()
+        self.console_url = console_url
+        self.hub = hub
 
     async def _node(self, context: grpc.aio.ServicerContext) -> Node:  # type: ignore[type-arg]
         """The calling node, or abort with UNAUTHENTICATED."""
@@ -119,8 +133,81 @@ class NodeService(pb_grpc.NodeServiceServicer):
             await session.commit()
         return pb.AuditAck(accepted=accepted, duplicates=duplicates)
 
+    async def AwaitApproval(
+        self,
+        request: pb.ApprovalRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> AsyncIterator[pb.ApprovalEvent]:
+        """pending, then notified (unless approved at once by reuse), then exactly one of
+        approved / denied / expired; a repeated request_key resumes the same approval."""
+        node = await self._node(context)
+        if not request.request_key or not request.identity or not request.rule:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "request_key, rule and identity are required"
+            )
+        held = approvals.StatementRequest(
+            request_key=request.request_key,
+            rule=request.rule,
+            identity=request.identity,
+            connection=request.connection,
+            session_id=request.session_id,
+            statement=request.statement,
+            fingerprint=request.fingerprint,
+            action=request.action,
+            tables=tuple(request.tables),
+            reason=request.reason,
+        )
+        try:
+            async with self.db.session() as session:
+                approval, reused = await approvals.request_statement(
+                    session=session, request=held, hub=self.hub
+                )
+        except approvals.UnknownRule:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no approval rule {request.rule!r}")
+            raise AssertionError("unreachable") from None
+        except approvals.Refused as refused:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(refused))
+            raise AssertionError("unreachable") from None
+        log.info("node %s awaits approval %s (%s)", node.name, approval.id, request.request_key)
+        with self.hub.watch(approval.id) as changed:
+            yield self._approval_event(approval, approvals.PENDING)
+            if not reused:
+                # Webhooks for a new approval were handed to the dispatcher when it was stored.
+                yield self._approval_event(approval, "notified")
+            while True:
+                changed.clear()  # before reading: a change after the read sets it again
+                async with self.db.session() as session:
+                    found = await approvals.refresh(
+                        session=session, approval_id=approval.id, hub=self.hub
+                    )
+                if found is None:  # deleted behind our back: nobody can approve it now
+                    yield self._approval_event(approval, approvals.EXPIRED)
+                    return
+                approval = found
+                if approval.state in approvals.FINAL:
+                    yield self._approval_event(approval, approval.state)
+                    return
+                remaining = (approval.expires_at - utcnow()).total_seconds()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), max(remaining, 0.0) + 0.01)
 
-async def start_server(db: Database, box: SecretBox, bind: str, port: int) -> grpc.aio.Server:
+    def _approval_event(self, approval: Approval, state: str) -> pb.ApprovalEvent:
+        event = pb.ApprovalEvent(
+            approval_id=approval.id,
+            state=state,
+            url=approvals.console_url(self.console_url, approval.id),
+            expires_at_ms=compiler.epoch_ms(approval.expires_at),
+        )
+        if state in approvals.FINAL:
+            decided_by, comment = approvals.outcome(approval)
+            event.decided_by.extend(decided_by)
+            event.comment = comment
+        return event
+
+
+async def start_server(
+    db: Database, box: SecretBox, bind: str, port: int, *, console_url: str = ""
+) -> grpc.aio.Server:
     """Start the node-facing gRPC server; the caller stops it."""
     server = grpc.aio.server(
         options=[
@@ -132,7 +219,8 @@ async def start_server(db: Database, box: SecretBox, bind: str, port: int) -> gr
             ("grpc.max_send_message_length", 256 << 20),
         ]
     )
-    pb_grpc.add_NodeServiceServicer_to_server(NodeService(db, box), server)  # type: ignore[no-untyped-call]
+    service = NodeService(db, box, console_url=console_url)
+    pb_grpc.add_NodeServiceServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     address = f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
     if server.add_insecure_port(address) == 0:
         raise OSError(f"cannot listen for nodes on {address}")

@@ -176,7 +176,7 @@ class Listener:
         while True:
             try:
                 await self._listen_once()
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # whatever broke, the replica must keep listening
                 log.warning("notification listener lost its connection: %s", type(exc).__name__)
             await asyncio.sleep(self.reconnect_seconds)
 

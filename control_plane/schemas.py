@@ -351,3 +351,181 @@ class SimulatePublic(Schema):
     classification: dict[str, Any]
     masking: list[dict[str, Any]]
     masking_rules: list[str]
+
+
+# approval rules
+
+PRINCIPAL_PATTERN = EXEMPT_PATTERN
+Principal = Annotated[str, StringConstraints(pattern=PRINCIPAL_PATTERN)]
+HeldAction = Literal["write", "ddl", "admin", "exec", "read"]
+Glob = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+def _enough_approvers(approvers: list[str], required: int) -> None:
+    # Groups may have any number of members; only a list of identities alone is countable.
+    countable = approvers and all(a.startswith("Identity::") for a in approvers)
+    if countable and required > len(set(approvers)):
+        raise ValueError(
+            f"required is {required} but only {len(set(approvers))} identities may approve"
+        )
+
+
+class ApprovalRuleBase(Schema):
+    connections: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] = Field(
+        min_length=1, description="connection names or globs"
+    )
+    actions: list[HeldAction] = Field(min_length=1, description="statement classes to hold")
+    tables: list[Glob] = Field(default_factory=list, description="globs over schema.table")
+    commands: list[Glob] = Field(
+        default_factory=list, description="globs over the lower-cased statement text"
+    )
+    approvers: list[Principal] = Field(min_length=1, description='Identity::"x" / Group::"y"')
+    required: int = Field(default=1, ge=1, le=10)
+    timeout_seconds: int = Field(default=600, ge=1, le=7 * 86400)
+    require_reason: bool = False
+    reuse_seconds: int = Field(default=0, ge=0, le=86400)
+
+    @model_validator(mode="after")
+    def _approvable(self) -> ApprovalRuleBase:
+        _enough_approvers(self.approvers, self.required)
+        return self
+
+
+class ApprovalRuleCreate(ApprovalRuleBase):
+    name: Name
+
+
+class ApprovalRuleUpdate(Schema):
+    connections: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] | None = (
+        Field(default=None, min_length=1)
+    )
+    actions: list[HeldAction] | None = Field(default=None, min_length=1)
+    tables: list[Glob] | None = None
+    commands: list[Glob] | None = None
+    approvers: list[Principal] | None = Field(default=None, min_length=1)
+    required: int | None = Field(default=None, ge=1, le=10)
+    timeout_seconds: int | None = Field(default=None, ge=1, le=7 * 86400)
+    require_reason: bool | None = None
+    reuse_seconds: int | None = Field(default=None, ge=0, le=86400)
+
+
+class ApprovalRulePublic(ApprovalRuleBase):
+    name: str
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+# approvals
+
+ApprovalState = Literal["pending", "approved", "denied", "expired"]
+
+
+class ApprovalDecisionPublic(Schema):
+    identity: str
+    verdict: str  # approve | deny | reuse
+    comment: str
+    at: UtcDatetime
+    reuses: str = Field(default="", description="for verdict reuse: the approval reused")
+
+
+class ApprovalDecide(Schema):
+    comment: str = Field(default="", max_length=2048)
+
+
+class ApprovalPublic(Schema):
+    id: str
+    kind: str
+    rule: str
+    request_key: str
+    session_id: str
+    identity: str
+    connection: str
+    statement: str
+    fingerprint: str
+    action: str
+    actions: list[str]
+    tables: list[str]
+    reason: str
+    duration_seconds: int
+    required: int
+    approvers: list[str]
+    decisions: list[ApprovalDecisionPublic]
+    state: ApprovalState
+    url: str
+    created_at: UtcDatetime
+    expires_at: UtcDatetime
+    decided_at: UtcDatetime | None
+
+
+# access requests and grants
+
+GrantAction = Literal["connect", "read", "write", "ddl", "admin", "exec"]
+
+
+class AccessRequestCreate(Schema):
+    connection: Name
+    actions: list[GrantAction] = Field(min_length=1)
+    duration_seconds: int = Field(default=3600, ge=1, le=30 * 86400)
+    reason: str = Field(default="", max_length=1024)
+
+
+class AccessRequestPublic(ApprovalPublic):
+    """An access request is an approval of kind `access`; `approval_id` is where to decide it."""
+
+    approval_id: str
+
+
+class GrantPublic(Schema):
+    id: str
+    approval_id: str
+    identity: str
+    connection: str
+    actions: list[str]
+    created_at: UtcDatetime
+    expires_at: UtcDatetime
+
+
+# webhooks
+
+WebhookEvent = Literal[
+    "approval.requested", "approval.approved", "approval.denied", "approval.expired"
+]
+WEBHOOK_EVENTS: tuple[str, ...] = (
+    "approval.requested",
+    "approval.approved",
+    "approval.denied",
+    "approval.expired",
+)
+WebhookUrl = Annotated[
+    str, StringConstraints(pattern=r"^https?://[^\s/?#]+[^\s]*$", max_length=2048)
+]
+
+
+class WebhookBase(Schema):
+    url: WebhookUrl
+    format: Literal["json", "slack"] = "json"
+    events: list[WebhookEvent] = Field(
+        default_factory=lambda: list(WEBHOOK_EVENTS),  # type: ignore[arg-type]
+        min_length=1,
+    )
+
+
+class WebhookCreate(WebhookBase):
+    name: Name
+    secret: SecretStr = Field(
+        default=SecretStr(""), max_length=4096, description="HMAC key for X-Lockgate-Signature"
+    )
+
+
+class WebhookUpdate(Schema):
+    url: WebhookUrl | None = None
+    format: Literal["json", "slack"] | None = None
+    events: list[WebhookEvent] | None = Field(default=None, min_length=1)
+    secret: SecretStr | None = Field(default=None, max_length=4096)
+
+
+class WebhookPublic(WebhookBase):
+    name: str
+    has_secret: bool
+    created_at: UtcDatetime
+    updated_at: UtcDatetime

@@ -1,5 +1,6 @@
 """The `lockgate` command: run the planes (`up`, `control-plane`, `node`, `migrate`) and manage
-them over the REST API (`connections`, `identities`, `token`, `policies`, `sessions`, `nodes`).
+them over the REST API (`connections`, `identities`, `token`, `policies`, `sessions`, `nodes`,
+`approvals`).
 
 The planes are imported lazily, so this module (part of the shared kernel) imports neither.
 """
@@ -192,6 +193,21 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_approvals(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        query = f"?state={args.state}" if args.state != "all" else ""
+        _print(_api(args, "GET", f"/approvals{query}"))
+        return 0
+    if not args.id:
+        raise ApiError(f"approvals {args.action} needs an approval id")
+    if args.action == "get":
+        _print(_api(args, "GET", f"/approvals/{args.id}"))
+    else:
+        body = {"comment": args.comment or ""}
+        _print(_api(args, "POST", f"/approvals/{args.id}/{args.action}", body))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lockgate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -270,6 +286,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.add_argument("--label", action="append")
     p.set_defaults(func=cmd_nodes)
+
+    p = client("approvals", "list, approve and deny held requests")
+    p.add_argument("action", choices=["list", "get", "approve", "deny"])
+    p.add_argument("id", nargs="?", help="approval id (get, approve, deny)")
+    p.add_argument(
+        "--state",
+        default="pending",
+        choices=["pending", "approved", "denied", "expired", "all"],
+        help="list: which approvals (default: pending)",
+    )
+    p.add_argument("--comment", help="approve/deny: a note for the requester and the audit")
+    p.set_defaults(func=cmd_approvals)
     return parser
 
 

@@ -8,6 +8,7 @@ decisions by statement text, so a repeated statement costs a dictionary lookup, 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,6 +69,7 @@ class Enforcer:
         )
         self._cache: dict[str, StatementDecision] = {}
         self._by_shape: dict[str, StatementDecision] = {}
+        self._fresh_until = 0.0  # cached decisions hold until then
         # SQL-level PREPARE name AS ...: EXECUTE name is decided as the prepared statement.
         self.prepared: dict[str, Classification] = {}
 
@@ -84,6 +86,9 @@ class Enforcer:
         function call (`set_config('role', ...)`), never the tables, columns or lineage of a
         read without side-effecting functions.
         """
+        now = time.time()
+        if now >= self._fresh_until:
+            self._expire_cache(now)
         cached = self._cache.get(sql)
         if cached is not None:
             return cached
@@ -104,6 +109,19 @@ class Enforcer:
         if fingerprint is not None and _shape_decides(c):
             self._remember(self._by_shape, fingerprint, decision)
         return decision
+
+    def _expire_cache(self, now: float) -> None:
+        """Forget cached decisions when time could change them: at the top of each UTC hour
+        (`context.hour` windows) and at the next expiry of a grant to this identity."""
+        self._cache.clear()
+        self._by_shape.clear()
+        next_hour = (int(now) // 3600 + 1) * 3600
+        expiries = [
+            g.expires_at_ms / 1000
+            for g in self.view.bundle.grants
+            if g.identity == self.identity and g.expires_at_ms / 1000 > now
+        ]
+        self._fresh_until = min([next_hour, *expiries])
 
     @staticmethod
     def _remember(

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from control_plane import crud
+from control_plane import approvals, crud
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://lockgate.dev/problems/"
@@ -147,6 +147,16 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+_REFUSAL_TYPES = {403: "forbidden", 404: "not-found", 409: "conflict", 422: "validation"}
+
+
+async def _refused(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, approvals.Refused)
+    return problem_response(
+        exc.status, str(exc), type=problem_type(_REFUSAL_TYPES.get(exc.status, "refused"))
+    )
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.error(
         "unhandled error on %s %s",
@@ -165,4 +175,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(crud.Conflict, _conflict)
     app.add_exception_handler(crud.Invalid, _invalid)
+    app.add_exception_handler(approvals.Refused, _refused)
     app.add_exception_handler(Exception, _unhandled)

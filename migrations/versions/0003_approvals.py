@@ -67,9 +67,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("approvals", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_approvals_created_at"), ["created_at"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_approvals_fingerprint"), ["fingerprint"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_approvals_fingerprint"), ["fingerprint"], unique=False)
         batch_op.create_index(batch_op.f("ix_approvals_identity"), ["identity"], unique=False)
         batch_op.create_index(batch_op.f("ix_approvals_request_key"), ["request_key"], unique=True)
         batch_op.create_index(batch_op.f("ix_approvals_state"), ["state"], unique=False)

@@ -178,7 +178,8 @@ class HeldPsql:
         )
         self.stderr_lines: list[str] = []
         self.started = time.monotonic()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self.reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self.reader.start()
 
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -197,8 +198,10 @@ class HeldPsql:
         return notice() or ""
 
     def finish(self, timeout: float = 15.0) -> tuple[int, str, str]:
-        out, _ = self.proc.communicate(timeout=timeout)
-        time.sleep(0.05)
+        self.proc.wait(timeout=timeout)
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.read()
+        self.reader.join(5)
         return self.proc.returncode, out, "".join(self.stderr_lines)
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from control_plane.api.routes import (
+    access_requests,
+    approval_rules,
+    approvals,
     connections,
+    grants,
     groups,
     identities,
     masking_rules,
@@ -14,6 +18,7 @@ from control_plane.api.routes import (
     sessions,
     simulate,
     tokens,
+    webhooks,
 )
 
 api_router = APIRouter()
@@ -27,5 +32,10 @@ for _module in (
     simulate,
     nodes,
     sessions,
+    approval_rules,
+    approvals,
+    access_requests,
+    grants,
+    webhooks,
 ):
     api_router.include_router(_module.router)

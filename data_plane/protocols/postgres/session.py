@@ -60,6 +60,7 @@ class Group:
     end: int  # the last message's type
     statements: list[Statement] = field(default_factory=list)
     spans: list[tuple[int, int, int]] = field(default_factory=list)  # (type, start, end) in data
+    owners: list[int] = field(default_factory=list)  # for each statement, its span's index
 
 
 def deny_query(message: str) -> bytes:
@@ -76,11 +77,17 @@ def deny_query(message: str) -> bytes:
 
 
 class ClientStream:
-    """Frames frontend messages into groups; keeps an incomplete group until it completes."""
+    """Frames frontend messages into groups; keeps an incomplete group until it completes.
+
+    A Bind of a statement prepared earlier is a statement too (protocol "execute"): it is
+    decided again on every execution, so a policy change or an expired grant also stops
+    statements a client prepared before it.
+    """
 
     def __init__(self) -> None:
         self._pending = bytearray()
         self.terminated = False
+        self._prepared: dict[str, str] = {}  # protocol-level statement name -> SQL
 
     def feed(self, data: bytes) -> list[Group]:
         if self._pending:
@@ -94,6 +101,8 @@ class ClientStream:
         start = 0
         current: list[tuple[int, int, int]] = []
         statements: list[Statement] = []
+        owners: list[int] = []
+        parsed: set[str] = set()
         for kind, body_start, body_end in spans:
             msg_start = body_start - 5
             if not current:
@@ -101,17 +110,34 @@ class ClientStream:
             current.append((kind, body_start - start, body_end - start))
             if kind == QUERY:
                 statements.append(Statement(codec.parse_query(buf[body_start:body_end]), "simple"))
+                owners.append(len(current) - 1)
             elif kind == PARSE:
                 name, sql, _ = codec.parse_parse(buf[body_start:body_end])
+                self._prepared[name] = sql
+                parsed.add(name)
                 statements.append(Statement(sql, "extended", name))
+                owners.append(len(current) - 1)
+            elif kind == BIND:
+                _, name = codec.parse_bind_portal(buf[body_start:body_end])
+                if name not in parsed:
+                    # Unknown names may be SQL-level PREPAREs: decided as EXECUTE, which the
+                    # enforcer resolves (and fails closed when it cannot).
+                    sql = self._prepared.get(name) or f'EXECUTE "{name}"'
+                    statements.append(Statement(sql, "execute", name))
+                    owners.append(len(current) - 1)
+            elif kind == CLOSE and buf[body_start : body_start + 1] == b"S":
+                self._prepared.pop(
+                    buf[body_start + 1 : body_end - 1].decode("utf-8", "replace"), None
+                )
             elif kind == FUNCTION_CALL:
                 statements.append(Statement("FUNCTION CALL", "fastpath"))
+                owners.append(len(current) - 1)
             elif kind == TERMINATE:
                 self.terminated = True
             if kind in EXTENDED:
                 continue  # the group goes on until Sync or Flush
-            groups.append(Group(buf[start:body_end], kind, statements, current))
-            current, statements = [], []
+            groups.append(Group(buf[start:body_end], kind, statements, current, owners))
+            current, statements, owners, parsed = [], [], [], set()
         if current:
             self._pending += buf[start:]
         elif consumed < len(buf):
@@ -179,18 +205,17 @@ class ServerStream:
     # what the client sent (called by the adapter for forwarded groups) -------------------
 
     def expect_group(self, group: Group, plans: Sequence[tuple[StatementPlan, ...]]) -> None:
-        """Record the replies `group` will get; `plans[i]` belongs to the group's i-th statement."""
+        """Record the replies `group` will get; `plans[i]` belongs to the group's i-th statement
+        (whose message is `group.owners[i]`)."""
         data = group.data
-        index = 0
-        for kind, start, end in group.spans:
+        plan_of = dict(zip(group.owners, plans, strict=False))
+        for position, (kind, start, end) in enumerate(group.spans):
             body = data[start:end]
             if kind == QUERY:
-                self._expect.append(_Expect("query", plans=tuple(plans[index])))
-                index += 1
+                self._expect.append(_Expect("query", plans=tuple(plan_of.get(position, ()))))
             elif kind == PARSE:
                 name, _, _ = codec.parse_parse(body)
-                stmt_plans = plans[index]
-                index += 1
+                stmt_plans = plan_of.get(position, ())
                 self._expect.append(
                     _Expect("parse", name=name, plan=stmt_plans[0] if stmt_plans else None)
                 )

@@ -4,6 +4,7 @@ and an HTTP client driving the real app in-process (no sockets)."""
 from __future__ import annotations
 
 import base64
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from control_plane import migrate
+from control_plane import approvals, migrate
 from control_plane.app import create_app
 from control_plane.bootstrap import bootstrap
 from control_plane.db import Database
+from control_plane.models import Approval
 from lockgate.settings import Settings
 
 MASTER_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode()
@@ -116,3 +118,50 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert isinstance(body["detail"], str) and body["detail"]
     assert body["type"] == "about:blank" or body["type"].startswith("https://lockgate.dev/")
     return body
+
+
+RISKY_RULE: dict[str, Any] = {
+    "name": "risky-writes",
+    "connections": ["prod*"],
+    "actions": ["write", "ddl"],
+    "approvers": ['Group::"dba"', 'Identity::"ops-lead"'],
+    "required": 1,
+    "timeout_seconds": 600,
+}
+
+
+async def hold_statement(
+    db: Database,
+    *,
+    rule: str = "risky-writes",
+    identity: str = "alice",
+    connection: str = "prod-db",
+    request_key: str | None = None,
+    statement: str = "DELETE FROM orders WHERE id = 7",
+    fingerprint: str = "fp-delete-7",
+    **fields: Any,
+) -> tuple[Approval, bool]:
+    """What a node does when it holds a statement: ask the broker for its approval."""
+    held = approvals.StatementRequest(
+        request_key=request_key or f"s-{secrets.token_hex(4)}:1",
+        rule=rule,
+        identity=identity,
+        connection=connection,
+        statement=statement,
+        fingerprint=fingerprint,
+        action=fields.pop("action", "write"),
+        **fields,
+    )
+    async with db.session() as session:
+        return await approvals.request_statement(session=session, request=held)
+
+
+async def set_times(db: Database, model: type[Any], row_id: str, **times: Any) -> None:
+    """Move a row's timestamps (e.g. `expires_at` into the past) as if time had passed."""
+    async with db.session() as session:
+        row = await session.get(model, row_id)
+        assert row is not None
+        for key, value in times.items():
+            setattr(row, key, value)
+        session.add(row)
+        await session.commit()
