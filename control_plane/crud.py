@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import col, delete, func, select
+from sqlmodel import SQLModel, col, delete, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from control_plane import changes, notify
@@ -55,6 +55,36 @@ from control_plane.schemas import (
 )
 from lockgate import tokens
 
+# config rows: everything a bundle is compiled from is named, and every write bumps the revision
+
+Row = TypeVar("Row", bound=SQLModel)
+
+
+async def _by_name(session: AsyncSession, model: type[Row], name: str) -> Row | None:
+    """The row of `model` called `name`, if any."""
+    column: Any = cast(Any, model).name
+    return (await session.exec(select(model).where(column == name))).first()
+
+
+async def _all_by_name(session: AsyncSession, model: type[Row]) -> list[Row]:
+    """Every row of `model`, by name."""
+    column: Any = cast(Any, model).name
+    return list((await session.exec(select(model).order_by(column))).all())
+
+
+async def _save_config(session: AsyncSession, row: SQLModel) -> None:
+    """Write a configuration row and bump the revision in the same transaction."""
+    session.add(row)
+    await changes.bump(session)
+    await session.commit()
+
+
+async def _delete_config(session: AsyncSession, row: SQLModel) -> None:
+    """Delete a configuration row and bump the revision in the same transaction."""
+    await session.delete(row)
+    await changes.bump(session)
+    await session.commit()
+
 
 class Conflict(Exception):
     """A write would break a rule of the data (a name in use, the last admin); safe to show."""
@@ -69,12 +99,12 @@ class Invalid(Exception):
 
 async def get_identity(*, session: AsyncSession, name: str) -> Identity | None:
     """The identity called `name`, if any."""
-    return (await session.exec(select(Identity).where(Identity.name == name))).first()
+    return await _by_name(session, Identity, name)
 
 
 async def list_identities(*, session: AsyncSession) -> list[Identity]:
     """All identities by name."""
-    return list((await session.exec(select(Identity).order_by(col(Identity.name)))).all())
+    return await _all_by_name(session, Identity)
 
 
 async def groups_of(*, session: AsyncSession, identity_ids: Sequence[int]) -> dict[int, list[str]]:
@@ -167,9 +197,7 @@ async def delete_identity(*, session: AsyncSession, identity: Identity) -> None:
         raise Conflict(f"identity {identity.name!r} is the last admin")
     await session.exec(delete(Token).where(col(Token.identity_id) == identity.id))
     await session.exec(delete(IdentityGroup).where(col(IdentityGroup.identity_id) == identity.id))
-    await session.delete(identity)
-    await changes.bump(session)
-    await session.commit()
+    await _delete_config(session, identity)
 
 
 # groups
@@ -177,12 +205,12 @@ async def delete_identity(*, session: AsyncSession, identity: Identity) -> None:
 
 async def get_group(*, session: AsyncSession, name: str) -> Group | None:
     """The group called `name`, if any."""
-    return (await session.exec(select(Group).where(Group.name == name))).first()
+    return await _by_name(session, Group, name)
 
 
 async def list_groups(*, session: AsyncSession) -> list[Group]:
     """All groups by name."""
-    return list((await session.exec(select(Group).order_by(col(Group.name)))).all())
+    return await _all_by_name(session, Group)
 
 
 async def members_of(*, session: AsyncSession, group_ids: Sequence[int]) -> dict[int, list[str]]:
@@ -204,18 +232,14 @@ async def create_group(*, session: AsyncSession, group_in: GroupCreate) -> Group
     if await get_group(session=session, name=group_in.name):
         raise Conflict(f"group {group_in.name!r} already exists")
     group = Group(name=group_in.name, description=group_in.description)
-    session.add(group)
-    await changes.bump(session)
-    await session.commit()
+    await _save_config(session, group)
     return group
 
 
 async def delete_group(*, session: AsyncSession, group: Group) -> None:
     """Delete a group; its members stay, without it."""
     await session.exec(delete(IdentityGroup).where(col(IdentityGroup.group_id) == group.id))
-    await session.delete(group)
-    await changes.bump(session)
-    await session.commit()
+    await _delete_config(session, group)
 
 
 # tokens
@@ -285,9 +309,7 @@ async def create_token(
         created_at=now,
         expires_at=now + timedelta(seconds=ttl_seconds) if ttl_seconds else None,
     )
-    session.add(row)
-    await changes.bump(session)
-    await session.commit()
+    await _save_config(session, row)
     return row, issued.token
 
 
@@ -306,12 +328,12 @@ async def revoke_token(*, session: AsyncSession, token: Token) -> Token:
 
 async def get_connection(*, session: AsyncSession, name: str) -> Connection | None:
     """The connection called `name`, if any."""
-    return (await session.exec(select(Connection).where(Connection.name == name))).first()
+    return await _by_name(session, Connection, name)
 
 
 async def list_connections(*, session: AsyncSession) -> list[Connection]:
     """All connections by name."""
-    return list((await session.exec(select(Connection).order_by(col(Connection.name)))).all())
+    return await _all_by_name(session, Connection)
 
 
 async def create_connection(
@@ -333,9 +355,7 @@ async def create_connection(
         node_labels=connection_in.node_labels,
         guardrails=connection_in.guardrails,
     )
-    session.add(connection)
-    await changes.bump(session)
-    await session.commit()
+    await _save_config(session, connection)
     return connection
 
 
@@ -376,17 +396,13 @@ async def update_connection(
             connection_in.password.get_secret_value(), aad=connection.name.encode()
         )
     connection.updated_at = utcnow()
-    session.add(connection)
-    await changes.bump(session)
-    await session.commit()
+    await _save_config(session, connection)
     return connection
 
 
 async def delete_connection(*, session: AsyncSession, connection: Connection) -> None:
     """Delete a connection and its sealed credentials."""
-    await session.delete(connection)
-    await changes.bump(session)
-    await session.commit()
+    await _delete_config(session, connection)
 
 
 # policies
@@ -394,12 +410,12 @@ async def delete_connection(*, session: AsyncSession, connection: Connection) ->
 
 async def get_policy(*, session: AsyncSession, name: str) -> Policy | None:
     """The policy called `name`, if any."""
-    return (await session.exec(select(Policy).where(Policy.name == name))).first()
+    return await _by_name(session, Policy, name)
 
 
 async def list_policies(*, session: AsyncSession) -> list[Policy]:
     """All policies by name."""
-    return list((await session.exec(select(Policy).order_by(col(Policy.name)))).all())
+    return await _all_by_name(session, Policy)
 
 
 async def create_policy(
@@ -409,9 +425,7 @@ async def create_policy(
     if await get_policy(session=session, name=name):
         raise Conflict(f"policy {name!r} already exists")
     policy = Policy(name=name, cedar=cedar, description=description)
-    session.add(policy)
-    await changes.bump(session)
-    await session.commit()
+    await _save_config(session, policy)
     return policy
 
 
@@ -428,17 +442,13 @@ async def update_policy(
     if description is not None:
         policy.description = description
     policy.updated_at = utcnow()
-    session.add(policy)
-    await changes.bump(session)
-    await session.commit()
+    await _save_config(session, policy)
     return policy
 
 
 async def delete_policy(*, session: AsyncSession, policy: Policy) -> None:
     """Delete a policy."""
-    await session.delete(policy)
-    await changes.bump(session)
-    await session.commit()
+    await _delete_config(session, policy)
 
 
 # nodes
@@ -446,12 +456,12 @@ async def delete_policy(*, session: AsyncSession, policy: Policy) -> None:
 
 async def get_node(*, session: AsyncSession, name: str) -> Node | None:
     """The node called `name`, if any."""
-    return (await session.exec(select(Node).where(Node.name == name))).first()
+    return await _by_name(session, Node, name)
 
 
 async def list_nodes(*, session: AsyncSession) -> list[Node]:
     """All registered nodes by name."""
-    return list((await session.exec(select(Node).order_by(col(Node.name)))).all())
+    return await _all_by_name(session, Node)
 
 
 async def create_node(*, session: AsyncSession, node_in: NodeCreate) -> tuple[Node, str]:
@@ -462,17 +472,13 @@ async def create_node(*, session: AsyncSession, node_in: NodeCreate) -> tuple[No
     node = Node(
         id=issued.id, name=node_in.name, labels=node_in.labels, token_sha256=issued.secret_sha256
     )
-    session.add(node)
-    await changes.bump(session)
-    await session.commit()
+    await _save_config(session, node)
     return node, issued.token
 
 
 async def delete_node(*, session: AsyncSession, node: Node) -> None:
     """Forget a node; its token stops working."""
-    await session.delete(node)
-    await changes.bump(session)
-    await session.commit()
+    await _delete_config(session, node)
 
 
 def node_online(node: Node, *, now: datetime | None = None, window_seconds: int = 30) -> bool:
@@ -526,12 +532,12 @@ async def list_session_events(
 
 async def get_masking_rule(*, session: AsyncSession, name: str) -> MaskingRule | None:
     """The masking rule called `name`, if any."""
-    return (await session.exec(select(MaskingRule).where(MaskingRule.name == name))).first()
+    return await _by_name(session, MaskingRule, name)
 
 
 async def list_masking_rules(*, session: AsyncSession) -> list[MaskingRule]:
     """All masking rules by name."""
-    return list((await session.exec(select(MaskingRule).order_by(col(MaskingRule.name)))).all())
+    return await _all_by_name(session, MaskingRule)
 
 
 async def create_masking_rule(*, session: AsyncSession, rule_in: MaskingRuleCreate) -> MaskingRule:
@@ -539,9 +545,7 @@ async def create_masking_rule(*, session: AsyncSession, rule_in: MaskingRuleCrea
     if await get_masking_rule(session=session, name=rule_in.name):
         raise Conflict(f"masking rule {rule_in.name!r} already exists")
     rule = MaskingRule(**rule_in.model_dump())
-    session.add(rule)
-    await changes.bump(session)
-    await session.commit()
+    await _save_config(session, rule)
     return rule
 
 
@@ -552,17 +556,13 @@ async def update_masking_rule(
     for key, value in rule_in.model_dump(exclude_none=True).items():
         setattr(rule, key, value)
     rule.updated_at = utcnow()
-    session.add(rule)
-    await changes.bump(session)
-    await session.commit()
+    await _save_config(session, rule)
     return rule
 
 
 async def delete_masking_rule(*, session: AsyncSession, rule: MaskingRule) -> None:
     """Delete a masking rule."""
-    await session.delete(rule)
-    await changes.bump(session)
-    await session.commit()
+    await _delete_config(session, rule)
 
 
 # approval rules
@@ -570,12 +570,12 @@ async def delete_masking_rule(*, session: AsyncSession, rule: MaskingRule) -> No
 
 async def get_approval_rule(*, session: AsyncSession, name: str) -> ApprovalRule | None:
     """The approval rule called `name`, if any."""
-    return (await session.exec(select(ApprovalRule).where(ApprovalRule.name == name))).first()
+    return await _by_name(session, ApprovalRule, name)
 
 
 async def list_approval_rules(*, session: AsyncSession) -> list[ApprovalRule]:
     """All approval rules by name (the order access requests match them in)."""
-    return list((await session.exec(select(ApprovalRule).order_by(col(ApprovalRule.name)))).all())
+    return await _all_by_name(session, ApprovalRule)
 
 
 async def create_approval_rule(
@@ -585,9 +585,7 @@ async def create_approval_rule(
     if await get_approval_rule(session=session, name=rule_in.name):
         raise Conflict(f"approval rule {rule_in.name!r} already exists")
     rule = ApprovalRule(**rule_in.model_dump())
-    session.add(rule)
-    await changes.bump(session)
-    await session.commit()
+    await _save_config(session, rule)
     return rule
 
 
@@ -606,17 +604,13 @@ async def update_approval_rule(
     for key, value in merged.model_dump().items():
         setattr(rule, key, value)
     rule.updated_at = utcnow()
-    session.add(rule)
-    await changes.bump(session)
-    await session.commit()
+    await _save_config(session, rule)
     return rule
 
 
 async def delete_approval_rule(*, session: AsyncSession, rule: ApprovalRule) -> None:
     """Delete an approval rule; approvals it already caused keep their approvers."""
-    await session.delete(rule)
-    await changes.bump(session)
-    await session.commit()
+    await _delete_config(session, rule)
 
 
 # approvals (the broker in `approvals.py` decides; these only read and write rows)
@@ -747,7 +741,7 @@ async def list_grants(
 
 async def get_webhook(*, session: AsyncSession, name: str) -> Webhook | None:
     """The webhook called `name`, if any."""
-    return (await session.exec(select(Webhook).where(Webhook.name == name))).first()
+    return await _by_name(session, Webhook, name)
 
 
 async def list_webhooks(*, session: AsyncSession, event: str | None = None) -> list[Webhook]:

@@ -55,6 +55,26 @@ def _cp_revision(cp: ControlPlane) -> int:
     return int(httpx.get(f"{cp.url}/healthz", timeout=5).json()["revision"])
 
 
+def add_connection(
+    cp: ControlPlane, target: PostgresTarget, name: str, role: str = "app", **extra: object
+) -> None:
+    """Register `target`'s database `appdb` as connection `name`, logging in as `role`."""
+    cp.ok(
+        "POST",
+        "/connections",
+        json={
+            "name": name,
+            "type": "postgres",
+            "host": "127.0.0.1",
+            "port": target.port,
+            "database": "appdb",
+            "username": role,
+            "password": target.passwords[role],
+            **extra,
+        },
+    )
+
+
 @dataclass
 class Agent:
     name: str
@@ -72,19 +92,7 @@ def make_agent(cp: ControlPlane, group: str = "agents", prefix: str = "agent") -
 @pytest.fixture(scope="session")
 def appdb(control_plane: ControlPlane, pg_target: PostgresTarget, node: Node) -> str:
     """Connection `appdb` (SCRAM upstream) and a policy letting group `agents` work on it."""
-    control_plane.ok(
-        "POST",
-        "/connections",
-        json={
-            "name": "appdb",
-            "type": "postgres",
-            "host": "127.0.0.1",
-            "port": pg_target.port,
-            "database": "appdb",
-            "username": "app",
-            "password": pg_target.passwords["app"],
-        },
-    )
+    add_connection(control_plane, pg_target, "appdb")
     control_plane.ok(
         "POST",
         "/policies",

@@ -18,7 +18,7 @@ import pytest
 from tests.harness.lockgate import ControlPlane, Node
 from tests.harness.postgres import PostgresTarget
 from tests.harness.processes import wait_until
-from tests.integration.conftest import make_agent
+from tests.integration.conftest import add_connection, make_agent
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -54,19 +54,7 @@ def test_approval_on_another_replica_releases_the_statement_within_a_second(
         "ALTER TABLE replica_items OWNER TO app;",
         database="appdb",
     )
-    first.ok(
-        "POST",
-        "/connections",
-        json={
-            "name": "rdb",
-            "type": "postgres",
-            "host": "127.0.0.1",
-            "port": pg_target.port,
-            "database": "appdb",
-            "username": "app",
-            "password": pg_target.passwords["app"],
-        },
-    )
+    add_connection(first, pg_target, "rdb")
     first.ok(
         "POST",
         "/policies",

@@ -22,7 +22,7 @@ import pytest
 from tests.harness.lockgate import ControlPlane, Node
 from tests.harness.postgres import PostgresTarget
 from tests.harness.processes import free_port, wait_until
-from tests.integration.conftest import Agent, make_agent, wait_for_revision
+from tests.integration.conftest import Agent, add_connection, make_agent, wait_for_revision
 
 WEBHOOK_SECRET = "whsec-" + secrets.token_hex(8)
 
@@ -87,19 +87,7 @@ def setup(
         database="appdb",
     )
     cp = control_plane
-    cp.ok(
-        "POST",
-        "/connections",
-        json={
-            "name": "held",
-            "type": "postgres",
-            "host": "127.0.0.1",
-            "port": pg_target.port,
-            "database": "appdb",
-            "username": "app",
-            "password": pg_target.passwords["app"],
-        },
-    )
+    add_connection(cp, pg_target, "held")
     cp.ok(
         "POST",
         "/policies",

@@ -21,7 +21,7 @@ from psycopg import ClientCursor
 from tests.harness.lockgate import ControlPlane, Node
 from tests.harness.postgres import PostgresTarget
 from tests.harness.processes import wait_until
-from tests.integration.conftest import Agent, make_agent, wait_for_revision
+from tests.integration.conftest import Agent, add_connection, make_agent, wait_for_revision
 
 EMAILS = ["jane.doe@example.com", "john.roe@example.org", "ann@corp.example"]
 SSNS = ["123-45-6789", "987-65-4321", "222-33-4444"]
@@ -58,20 +58,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(control_plane: ControlPlane, node: Node, pg_target: PostgresTarget, appdb: str) -> World:
     pg_target.psql_admin(SCHEMA, database="appdb")
-    base = {
-        "type": "postgres",
-        "host": "127.0.0.1",
-        "port": pg_target.port,
-        "database": "appdb",
-        "username": "app",
-        "password": pg_target.passwords["app"],
-    }
-    control_plane.ok(
-        "POST",
-        "/connections",
-        json={"name": "guarded", "guardrails": ["production-safety"], **base},
-    )
-    control_plane.ok("POST", "/connections", json={"name": "masked", **base})
+    add_connection(control_plane, pg_target, "guarded", guardrails=["production-safety"])
+    add_connection(control_plane, pg_target, "masked")
     control_plane.ok(
         "POST",
         "/policies",

@@ -15,7 +15,7 @@ import pytest
 from tests.harness.lockgate import ControlPlane, Node
 from tests.harness.postgres import PostgresTarget
 from tests.harness.processes import wait_until
-from tests.integration.conftest import Agent, wait_for_revision
+from tests.integration.conftest import Agent, add_connection, wait_for_revision
 
 
 def psql(dsn: str, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -186,19 +186,7 @@ def test_upstream_md5_and_cleartext_logins(
     control_plane: ControlPlane, node: Node, pg_target: PostgresTarget, agent: Agent, role: str
 ):
     name = f"appdb-{role}"
-    control_plane.ok(
-        "POST",
-        "/connections",
-        json={
-            "name": name,
-            "type": "postgres",
-            "host": "127.0.0.1",
-            "port": pg_target.port,
-            "database": "appdb",
-            "username": role,
-            "password": pg_target.passwords[role],
-        },
-    )
+    add_connection(control_plane, pg_target, name, role)
     wait_for_revision(control_plane, node)
     result = psql(node.dsn(agent.name, agent.token, name), "-c", "SELECT current_user")
     assert result.returncode == 0, result.stderr

@@ -17,6 +17,7 @@ import secrets
 import ssl
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
@@ -64,6 +65,15 @@ HANDSHAKE_TIMEOUT = 30.0
 UPSTREAM_CONNECT_TIMEOUT = 10.0
 # Start-up parameters the node sets itself on the upstream leg.
 OWN_PARAMS = {"user", "database", "replication"}
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A statement waiting for approval, with the result plans of its whole group."""
+
+    statement: Statement
+    decision: StatementDecision
+    plans: list[tuple[StatementPlan, ...]]
 
 
 class SessionError(Exception):
@@ -156,7 +166,6 @@ class ClientConnection:
         self.scanner: Scanner | None = None
         self.skip_until_sync = False
         self.denied = 0
-        self._held_plans: list[tuple[StatementPlan, ...]] = []
         self._stream = ClientStream()
         self._queue: deque[Group] = deque()
         self._holding: asyncio.Future[None] | None = None
@@ -489,11 +498,9 @@ class ClientConnection:
         if out:
             self.upstream_transport.write(b"".join(out))
 
-    async def _hold_then_resume(
-        self, group: Group, held: tuple[Statement, StatementDecision]
-    ) -> None:
+    async def _hold_then_resume(self, group: Group, held: Held) -> None:
         try:
-            forward = await self._hold(group, *held)
+            forward = await self._hold(group, held)
             if forward and not self._done.done():
                 self.upstream_transport.write(forward)
         except Exception:
@@ -555,9 +562,7 @@ class ClientConnection:
             return sql
         return masks.mask_text(sql, self.scanner)[0]
 
-    def _decide_group(
-        self, group: Group, record: Callable[..., None]
-    ) -> tuple[bytes, tuple[Statement, StatementDecision] | None]:
+    def _decide_group(self, group: Group, record: Callable[..., None]) -> tuple[bytes, Held | None]:
         """Decide and audit a group's statements: the bytes to forward in its place, and the
         statement to hold for approval, if any (then the bytes are forwarded once approved)."""
         assert self.enforcer is not None
@@ -596,14 +601,13 @@ class ClientConnection:
                 denied = decision
             elif decision.hold is not None and held is None:
                 held = (st, decision)
-        if denied is None and held is None:
-            if servers is not None:
-                servers.expect_group(group, [d.plans for d in decisions])
-            return group.data, None
-        if denied is None:
-            self._held_plans = [d.plans for d in decisions]
-            return b"", held
-        return self._deny_group(group, denied.client_message()), None
+        if denied is not None:
+            return self._deny_group(group, denied.client_message()), None
+        if held is not None:
+            return b"", Held(*held, plans=[d.plans for d in decisions])
+        if servers is not None:
+            servers.expect_group(group, [d.plans for d in decisions])
+        return group.data, None
 
     def _deny_group(self, group: Group, message: str) -> bytes:
         """What goes upstream in place of a denied group (see `session.deny_query`)."""
@@ -619,10 +623,11 @@ class ClientConnection:
         self.skip_until_sync = True
         return b""
 
-    async def _hold(self, group: Group, st: Statement, decision: StatementDecision) -> bytes:
+    async def _hold(self, group: Group, held: Held) -> bytes:
         """Ask for approval of a held statement and wait: the group's bytes once approved,
         a denial in its place otherwise (denied, expired, timed out, no control plane)."""
         assert self.audit is not None and self.enforcer is not None
+        st, decision = held.statement, held.decision
         rule = decision.hold
         assert rule is not None
         reason = _reason(st.sql)
@@ -681,7 +686,7 @@ class ClientConnection:
             )
             self.audit.record("approval.executed", approval_id=final.approval_id, sql=audit_sql)
             if self.server_stream is not None:
-                self.server_stream.expect_group(group, self._held_plans)
+                self.server_stream.expect_group(group, held.plans)
             return group.data
         if final is None:
             self.audit.record("approval.expired", rule=rule.name, reason="no answer in time")
