@@ -11,7 +11,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,72 +30,118 @@ def _insert(session: AsyncSession, model: type[Any]) -> Any:
     return (postgresql if dialect == "postgresql" else sqlite).insert(model)
 
 
+# Rows per INSERT: 6 bound values a row stays far below SQLite's and PostgreSQL's limits.
+_ROWS_PER_STATEMENT = 500
+
+
+def _payload(event: pb.AuditEvent) -> dict[str, Any]:
+    try:
+        payload = json.loads(event.payload_json or b"{}")
+    except ValueError:
+        return {"undecodable": True}
+    return payload if isinstance(payload, dict) else {"value": payload}
+
+
 async def ingest(session: AsyncSession, batch: pb.AuditBatch, node_name: str) -> tuple[int, int]:
-    """Store a batch; returns (newly stored, duplicates). The caller commits."""
-    accepted = duplicates = 0
+    """Store a batch; returns (newly stored, duplicates). The caller commits.
+
+    A few statements per batch, not per event: one multi-row INSERT ... ON CONFLICT DO NOTHING
+    RETURNING per 500 events tells which events are new, and only those update the sessions
+    table (new sessions in one INSERT, statement counts and endings as executemany UPDATEs).
+    A busy node sends thousands of events a second; per-event statements cost a core here.
+    """
+    received = datetime.now(UTC)
+    fresh: dict[tuple[str, int], tuple[pb.AuditEvent, dict[str, Any]]] = {}
     for event in batch.events:
-        try:
-            payload = json.loads(event.payload_json or b"{}")
-        except ValueError:
-            payload = {"undecodable": True}
-        if not isinstance(payload, dict):
-            payload = {"value": payload}
+        key = (event.session_id, event.seq)
+        if key not in fresh:
+            fresh[key] = (event, _payload(event))
+    rows = [
+        {
+            "session_id": event.session_id,
+            "seq": event.seq,
+            "time": _time(event.time_ms),
+            "kind": event.kind,
+            "payload": payload,
+            "received_at": received,
+        }
+        for event, payload in fresh.values()
+    ]
+    stored: set[tuple[str, int]] = set()
+    for first in range(0, len(rows), _ROWS_PER_STATEMENT):
         stmt = (
             _insert(session, AuditEvent)
-            .values(
-                session_id=event.session_id,
-                seq=event.seq,
-                time=_time(event.time_ms),
-                kind=event.kind,
-                payload=payload,
-                received_at=datetime.now(UTC),
-            )
+            .values(rows[first : first + _ROWS_PER_STATEMENT])
             .on_conflict_do_nothing(index_elements=["session_id", "seq"])
+            .returning(AuditEvent.session_id, AuditEvent.seq)
         )
         result = await session.exec(stmt)
-        if result.rowcount == 0:
-            duplicates += 1
-            continue
-        accepted += 1
-        await _apply_to_session(session, event, payload, node_name)
-    return accepted, duplicates
+        stored.update((str(sid), int(seq)) for sid, seq in result.all())
+    # Events in the order the node sent them, so a session's start precedes its statements.
+    accepted = [fresh[key] for key in fresh if key in stored]
+    await _apply_to_sessions(session, accepted, node_name)
+    return len(accepted), len(batch.events) - len(accepted)
 
 
-async def _apply_to_session(
-    session: AsyncSession, event: pb.AuditEvent, payload: dict[str, Any], node_name: str
+async def _apply_to_sessions(
+    session: AsyncSession,
+    events: list[tuple[pb.AuditEvent, dict[str, Any]]],
+    node_name: str,
 ) -> None:
     """Keep the sessions table's summary in step with the events just stored."""
-    when = _time(event.time_ms)
-    if event.kind == "session.start":
-        stmt = (
-            _insert(session, AuditSession)
-            .values(
-                id=event.session_id,
-                identity=str(payload.get("identity", "")),
-                connection=str(payload.get("connection", "")),
-                protocol=str(payload.get("protocol", "")),
-                node=str(payload.get("node", node_name)),
-                client_addr=str(payload.get("client_addr", "")),
-                started_at=when,
-                outcome="open",
+    starts: list[dict[str, Any]] = []
+    statements: dict[str, int] = {}
+    ends: list[dict[str, Any]] = []  # bind names differ from the columns they set
+    for event, payload in events:
+        if event.kind == "session.start":
+            starts.append(
+                {
+                    "id": event.session_id,
+                    "identity": str(payload.get("identity", "")),
+                    "connection": str(payload.get("connection", "")),
+                    "protocol": str(payload.get("protocol", "")),
+                    "node": str(payload.get("node", node_name)),
+                    "client_addr": str(payload.get("client_addr", "")),
+                    "started_at": _time(event.time_ms),
+                    "outcome": "open",
+                }
             )
+        elif event.kind == "statement":
+            statements[event.session_id] = statements.get(event.session_id, 0) + 1
+        elif event.kind == "session.end":
+            ends.append(
+                {
+                    "sid": event.session_id,
+                    "ended": _time(event.time_ms),
+                    "how": str(payload.get("outcome", "closed")),
+                    "got": int(payload.get("bytes_in", 0)),
+                    "sent": int(payload.get("bytes_out", 0)),
+                }
+            )
+    table = AuditSession.__table__  # type: ignore[attr-defined]
+    conn = await session.connection()
+    for first in range(0, len(starts), _ROWS_PER_STATEMENT):
+        await conn.execute(
+            _insert(session, AuditSession)
+            .values(starts[first : first + _ROWS_PER_STATEMENT])
             .on_conflict_do_nothing(index_elements=["id"])
         )
-        await session.exec(stmt)
-    elif event.kind == "statement":
-        await session.exec(
-            update(AuditSession)
-            .where(AuditSession.id == event.session_id)  # type: ignore[arg-type]
-            .values(statements=AuditSession.statements + 1)
+    if statements:
+        await conn.execute(
+            update(table)
+            .where(table.c.id == bindparam("sid"))
+            .values(statements=table.c.statements + bindparam("added")),
+            [{"sid": sid, "added": n} for sid, n in statements.items()],
         )
-    elif event.kind == "session.end":
-        await session.exec(
-            update(AuditSession)
-            .where(AuditSession.id == event.session_id)  # type: ignore[arg-type]
+    if ends:
+        await conn.execute(
+            update(table)
+            .where(table.c.id == bindparam("sid"))
             .values(
-                ended_at=when,
-                outcome=str(payload.get("outcome", "closed")),
-                bytes_in=int(payload.get("bytes_in", 0)),
-                bytes_out=int(payload.get("bytes_out", 0)),
-            )
+                ended_at=bindparam("ended"),
+                outcome=bindparam("how"),
+                bytes_in=bindparam("got"),
+                bytes_out=bindparam("sent"),
+            ),
+            ends,
         )

@@ -2,6 +2,13 @@
 
 A record is a uint32 length, a uint32 CRC32 of the payload and the serialized `AuditEvent`; a small
 `cursor` file marks how far the control plane has acknowledged, and segments behind it are deleted.
+
+Writes reach the page cache at once, so a crashed process loses nothing; fsync (what a power cut
+needs) runs at most once per interval. The node lets a background thread do it
+(`background_sync`): an fsync can take milliseconds to tens of milliseconds under load, and on
+the event loop that is every session's latency. There the cursor is written without fsync too,
+except before acknowledged segments are deleted: a cursor lost to a power cut only means
+events are sent again, which the control plane stores once.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import logging
 import os
 import re
 import struct
+import threading
 import time
 import zlib
 from bisect import bisect_right
@@ -103,11 +111,62 @@ class _SegmentReader:
         return self._buf[start : start + n]
 
 
+class _Syncer(threading.Thread):
+    """Fsyncs a file at most once per interval, off the caller's thread.
+
+    It is handed a duplicate of the descriptor, so the spool may rotate or close its own
+    descriptor while an fsync is running."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(name="audit-spool-fsync", daemon=True)
+        self._interval = interval
+        self._wake = threading.Condition()
+        self._fd: int | None = None
+        self._stopping = False
+        self.synced = 0
+
+    def request(self, fd: int) -> None:
+        with self._wake:
+            if self._fd is None:
+                self._fd = os.dup(fd)
+                self._wake.notify()
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self.join()
+
+    def run(self) -> None:
+        while True:
+            with self._wake:
+                while self._fd is None and not self._stopping:
+                    self._wake.wait()
+                fd, self._fd = self._fd, None
+                stopping = self._stopping
+            if fd is not None:
+                try:
+                    os.fsync(fd)
+                    self.synced += 1
+                except OSError as exc:
+                    log.warning("audit spool fsync failed: %s", exc)
+                finally:
+                    os.close(fd)
+            if stopping:
+                return
+            time.sleep(self._interval)
+
+
 class AuditSpool:
     """Append-only segment files plus a persisted acknowledgement cursor."""
 
     def __init__(
-        self, directory: Path, *, segment_bytes: int = 16 << 20, fsync_interval: float = 0.05
+        self,
+        directory: Path,
+        *,
+        segment_bytes: int = 16 << 20,
+        fsync_interval: float = 0.05,
+        background_sync: bool = False,
     ) -> None:
         """Open the spool in `directory`, creating it or recovering what a crash left behind."""
         if segment_bytes <= 0:
@@ -135,6 +194,10 @@ class AuditSpool:
         self._last_sync = time.monotonic()
         self._count = self._count_from(self._cursor)
         self._reader = _SegmentReader(self._path(self._cursor[0]), *self._cursor)
+        self._syncer: _Syncer | None = None
+        if background_sync:
+            self._syncer = _Syncer(fsync_interval)
+            self._syncer.start()
 
     @property
     def appended(self) -> int:
@@ -185,7 +248,8 @@ class AuditSpool:
         self._last_peek -= count
         self._count -= count
         self._cursor = self._normalize(position)
-        self._persist_cursor()
+        deleting = self._segments[0] < self._cursor[0]
+        self._persist_cursor(durable=deleting or self._syncer is None)
         while self._segments[0] < self._cursor[0]:
             number = self._segments.pop(0)
             self._path(number).unlink(missing_ok=True)
@@ -202,6 +266,8 @@ class AuditSpool:
         if self._closed:
             return
         self._closed = True
+        if self._syncer is not None:
+            self._syncer.stop()
         try:
             os.fsync(self._write_fd)
         finally:
@@ -224,6 +290,9 @@ class AuditSpool:
                 os.ftruncate(self._write_fd, self._write_size)
             raise
         self._write_size += len(data)
+        if self._syncer is not None:
+            self._syncer.request(self._write_fd)
+            return
         now = time.monotonic()
         if now - self._last_sync >= self._fsync_interval:
             os.fsync(self._write_fd)
@@ -317,18 +386,20 @@ class AuditSpool:
             return self._segments[bisect_right(self._segments, number)], 0
         return position
 
-    def _persist_cursor(self) -> None:
+    def _persist_cursor(self, durable: bool = True) -> None:
         number, offset = self._cursor
         data = json.dumps({"segment": number, "offset": offset}).encode()
         tmp = self._dir / _CURSOR_TMP
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(fd, data)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, self._dir / _CURSOR)
-        self._fsync_dir()
+        if durable:
+            self._fsync_dir()
 
     def _load_cursor(self) -> Position | None:
         try:

@@ -22,6 +22,10 @@ from protos.lockgate.v1 import node_pb2 as pb
 log = logging.getLogger("lockgate.node.audit")
 
 HEARTBEAT_SECONDS = 10.0
+# A batch that is not full waits this long for company: a node running thousands of statements
+# a second then uploads a few large batches instead of one call per event, which is what keeps
+# the control plane's ingestion cheap. It is also the added delay before an event is stored.
+LINGER_SECONDS = 0.05
 
 
 class Uploader(Protocol):
@@ -39,9 +43,12 @@ def new_session_id() -> str:
 
 
 class AuditTrail:
-    def __init__(self, directory: Path, batch_size: int = 500) -> None:
-        self.spool = AuditSpool(directory)
+    def __init__(
+        self, directory: Path, batch_size: int = 1000, linger: float = LINGER_SECONDS
+    ) -> None:
+        self.spool = AuditSpool(directory, background_sync=True)
         self.batch_size = batch_size
+        self.linger = linger
         self._wake = asyncio.Event()
         self.uploaded = 0
 
@@ -69,8 +76,10 @@ class AuditTrail:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=HEARTBEAT_SECONDS)
-                self.spool.sync()
                 continue
+            if len(batch) < self.batch_size and self.linger > 0:
+                await asyncio.sleep(self.linger)
+                batch = self.spool.peek(self.batch_size)
             try:
                 # An empty batch is the node's heartbeat (it updates "last seen").
                 await uploader.upload(batch)

@@ -4,6 +4,8 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -394,6 +396,73 @@ def test_fsync_is_lazy_and_at_most_once_per_interval(
     assert len(fsyncs) == 2
     spool.close()
     assert len(fsyncs) == 3
+
+
+def test_background_sync_keeps_fsync_off_the_callers_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    callers: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        callers.append(threading.current_thread().name)
+        real_fsync(fd)
+
+    spool = AuditSpool(tmp_path, fsync_interval=0.01, background_sync=True)
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    for n in range(1, 6):
+        spool.append(event(n))
+    spool.peek(2)
+    spool.ack(2)  # no segment is deleted: the cursor is written without fsync
+    assert threading.current_thread().name not in callers
+    # The syncer catches up with what was written (a wait, not a timing assertion).
+    deadline = time.monotonic() + 10
+    while "audit-spool-fsync" not in callers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "audit-spool-fsync" in callers
+    spool.close()
+    assert callers[-1] == threading.current_thread().name  # close syncs on the spot
+
+    reopened = AuditSpool(tmp_path)
+    assert seqs(reopened.peek(10)) == [3, 4, 5]
+    reopened.close()
+
+
+def test_background_sync_makes_the_cursor_durable_before_deleting_segments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    size = 2 * RECORD
+    spool = AuditSpool(tmp_path, segment_bytes=size, background_sync=True)
+    spool.append_many([event(1), event(2)])
+    spool.append_many([event(3), event(4)])
+    main_fsyncs: list[int] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        if threading.current_thread() is threading.main_thread():
+            main_fsyncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    spool.peek(3)
+    spool.ack(3)  # the first segment goes: cursor file and directory are fsynced first
+    assert len(main_fsyncs) == 2
+    assert len(segment_files(tmp_path)) == 1
+    spool.close()
+
+
+def test_background_sync_loses_nothing_to_a_process_crash(tmp_path: Path) -> None:
+    spool = AuditSpool(tmp_path / "live", fsync_interval=3600, background_sync=True)
+    spool.append_many(event(n) for n in range(1, 4))
+    spool.peek(1)
+    spool.ack(1)
+    spool.append(event(4))
+    shutil.copytree(tmp_path / "live", tmp_path / "crashed")
+    spool.close()
+
+    recovered = AuditSpool(tmp_path / "crashed")
+    assert seqs(recovered.peek(100)) == [2, 3, 4]
+    recovered.close()
 
 
 # -- model-based ----------------------------------------------------------------------------
