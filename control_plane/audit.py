@@ -30,13 +30,10 @@ def _insert(session: AsyncSession, model: type[Any]) -> Any:
     return (postgresql if dialect == "postgresql" else sqlite).insert(model)
 
 
-# Rows per INSERT: 6 bound values a row stays far below SQLite's and PostgreSQL's limits.
-_ROWS_PER_STATEMENT = 500
-
-
 def _payload(event: pb.AuditEvent) -> dict[str, Any]:
     try:
-        payload = json.loads(event.payload_json or b"{}")
+        # From str, not bytes: json.loads would first sniff the bytes for a UTF-16/32 encoding.
+        payload = json.loads(event.payload_json.decode() or "{}")
     except ValueError:
         return {"undecodable": True}
     return payload if isinstance(payload, dict) else {"value": payload}
@@ -45,9 +42,9 @@ def _payload(event: pb.AuditEvent) -> dict[str, Any]:
 async def ingest(session: AsyncSession, batch: pb.AuditBatch, node_name: str) -> tuple[int, int]:
     """Store a batch; returns (newly stored, duplicates). The caller commits.
 
-    A few statements per batch, not per event: one multi-row INSERT ... ON CONFLICT DO NOTHING
-    RETURNING per 500 events tells which events are new, and only those update the sessions
-    table (new sessions in one INSERT, statement counts and endings as executemany UPDATEs).
+    A few statements per batch, not per event: INSERT ... ON CONFLICT DO NOTHING RETURNING run
+    over the whole batch tells which events are new, and only those update the sessions table
+    (new sessions, statement counts and endings as executemany statements).
     A busy node sends thousands of events a second; per-event statements cost a core here.
     """
     received = datetime.now(UTC)
@@ -68,14 +65,17 @@ async def ingest(session: AsyncSession, batch: pb.AuditBatch, node_name: str) ->
         for event, payload in fresh.values()
     ]
     stored: set[tuple[str, int]] = set()
-    for first in range(0, len(rows), _ROWS_PER_STATEMENT):
-        stmt = (
+    conn = await session.connection()
+    if rows:
+        # One compiled statement run as executemany: SQLAlchemy batches it into multi-row
+        # INSERTs itself ("insertmanyvalues") without building a bound parameter per value.
+        events = AuditEvent.__table__  # type: ignore[attr-defined]
+        result = await conn.execute(
             _insert(session, AuditEvent)
-            .values(rows[first : first + _ROWS_PER_STATEMENT])
             .on_conflict_do_nothing(index_elements=["session_id", "seq"])
-            .returning(AuditEvent.session_id, AuditEvent.seq)
+            .returning(events.c.session_id, events.c.seq),
+            rows,
         )
-        result = await session.exec(stmt)
         stored.update((str(sid), int(seq)) for sid, seq in result.all())
     # Events in the order the node sent them, so a session's start precedes its statements.
     accepted = [fresh[key] for key in fresh if key in stored]
@@ -120,11 +120,9 @@ async def _apply_to_sessions(
             )
     table = AuditSession.__table__  # type: ignore[attr-defined]
     conn = await session.connection()
-    for first in range(0, len(starts), _ROWS_PER_STATEMENT):
+    if starts:
         await conn.execute(
-            _insert(session, AuditSession)
-            .values(starts[first : first + _ROWS_PER_STATEMENT])
-            .on_conflict_do_nothing(index_elements=["id"])
+            _insert(session, AuditSession).on_conflict_do_nothing(index_elements=["id"]), starts
         )
     if statements:
         await conn.execute(
