@@ -6,6 +6,7 @@ twice, which together with the node's spool gives exactly-once delivery.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from datetime import UTC, datetime
@@ -30,53 +31,90 @@ def _insert(session: AsyncSession, model: type[Any]) -> Any:
     return (postgresql if dialect == "postgresql" else sqlite).insert(model)
 
 
-def _payload(event: pb.AuditEvent) -> dict[str, Any]:
+def _payload(event: pb.AuditEvent) -> tuple[dict[str, Any], str | None]:
+    """The event's payload as a dict, and its JSON text when that can be stored as it came."""
     try:
         # From str, not bytes: json.loads would first sniff the bytes for a UTF-16/32 encoding.
-        payload = json.loads(event.payload_json.decode() or "{}")
+        text = event.payload_json.decode() or "{}"
+        payload = json.loads(text)
     except ValueError:
-        return {"undecodable": True}
-    return payload if isinstance(payload, dict) else {"value": payload}
+        return {"undecodable": True}, None
+    if isinstance(payload, dict):
+        return payload, text
+    return {"value": payload}, None
+
+
+# Rows per INSERT statement: 6 values a row stays well under every driver's parameter limit.
+_ROWS_PER_INSERT = 200
+_EVENT_COLUMNS = ("session_id", "seq", "time", "kind", "payload", "received_at")
+
+
+@functools.cache
+def _insert_events_sql(paramstyle: str, rows: int) -> str:
+    """`INSERT ... VALUES (...), ... ON CONFLICT DO NOTHING RETURNING` for `rows` events, in the
+    driver's own placeholder style (SQLite and PostgreSQL both speak this dialect of upsert)."""
+    width = len(_EVENT_COLUMNS)
+    if paramstyle == "qmark":
+        groups = ["(" + ",".join("?" * width) + ")"] * rows
+    elif paramstyle == "numeric_dollar":
+        groups = [
+            "(" + ",".join(f"${r * width + c + 1}" for c in range(width)) + ")" for r in range(rows)
+        ]
+    elif paramstyle == "format":
+        groups = ["(" + ",".join(["%s"] * width) + ")"] * rows
+    else:
+        raise NotImplementedError(f"audit ingestion does not know paramstyle {paramstyle!r}")
+    return (
+        f"INSERT INTO {AuditEvent.__tablename__} ({', '.join(_EVENT_COLUMNS)}) "
+        f"VALUES {', '.join(groups)} ON CONFLICT (session_id, seq) DO NOTHING "
+        "RETURNING session_id, seq"
+    )
 
 
 async def ingest(session: AsyncSession, batch: pb.AuditBatch, node_name: str) -> tuple[int, int]:
     """Store a batch; returns (newly stored, duplicates). The caller commits.
 
-    A few statements per batch, not per event: INSERT ... ON CONFLICT DO NOTHING RETURNING run
-    over the whole batch tells which events are new, and only those update the sessions table
-    (new sessions, statement counts and endings as executemany statements).
-    A busy node sends thousands of events a second; per-event statements cost a core here.
+    A few statements per batch, not per event: INSERT ... ON CONFLICT DO NOTHING RETURNING over
+    the batch tells which events are new, and only those update the sessions table (new
+    sessions, statement counts and endings as executemany statements). A busy node sends
+    thousands of events a second, so the insert is built here and its values are converted by
+    the columns' own SQLAlchemy types: SQLAlchemy's executemany spent ~20 µs an event, more
+    than the database did, and a payload that arrives as a JSON object is stored as it came.
     """
-    received = datetime.now(UTC)
+    conn = await session.connection()
+    dialect = conn.dialect
+    table = AuditEvent.__table__  # type: ignore[attr-defined]
+    to_db = {
+        name: table.c[name].type._cached_bind_processor(dialect) or (lambda v: v)
+        for name in ("time", "payload", "received_at")
+    }
+    to_time = functools.lru_cache(maxsize=4096)(lambda ms: to_db["time"](_time(ms)))
+    received = to_db["received_at"](datetime.now(UTC))
+
     fresh: dict[tuple[str, int], tuple[pb.AuditEvent, dict[str, Any]]] = {}
+    values: list[Any] = []
     for event in batch.events:
         key = (event.session_id, event.seq)
-        if key not in fresh:
-            fresh[key] = (event, _payload(event))
-    rows = [
-        {
-            "session_id": event.session_id,
-            "seq": event.seq,
-            "time": _time(event.time_ms),
-            "kind": event.kind,
-            "payload": payload,
-            "received_at": received,
-        }
-        for event, payload in fresh.values()
-    ]
-    stored: set[tuple[str, int]] = set()
-    conn = await session.connection()
-    if rows:
-        # One compiled statement run as executemany: SQLAlchemy batches it into multi-row
-        # INSERTs itself ("insertmanyvalues") without building a bound parameter per value.
-        events = AuditEvent.__table__  # type: ignore[attr-defined]
-        result = await conn.execute(
-            _insert(session, AuditEvent)
-            .on_conflict_do_nothing(index_elements=["session_id", "seq"])
-            .returning(events.c.session_id, events.c.seq),
-            rows,
+        if key in fresh:
+            continue
+        payload, text = _payload(event)
+        fresh[key] = (event, payload)
+        values += (
+            event.session_id,
+            event.seq,
+            to_time(event.time_ms),
+            event.kind,
+            text if text is not None else to_db["payload"](payload),
+            received,
         )
-        stored.update((str(sid), int(seq)) for sid, seq in result.all())
+    stored: set[tuple[str, int]] = set()
+    step = _ROWS_PER_INSERT * len(_EVENT_COLUMNS)
+    for first in range(0, len(values), step):
+        chunk = tuple(values[first : first + step])
+        sql = _insert_events_sql(dialect.paramstyle, len(chunk) // len(_EVENT_COLUMNS))
+        result = await conn.exec_driver_sql(sql, chunk)
+        returned: list[Any] = list(result.all())
+        stored.update((str(sid), int(seq)) for sid, seq in returned)
     # Events in the order the node sent them, so a session's start precedes its statements.
     accepted = [fresh[key] for key in fresh if key in stored]
     await _apply_to_sessions(session, accepted, node_name)

@@ -1,17 +1,50 @@
-"""Audit ingestion against a real (SQLite) store: batches, duplicates and session summaries."""
+"""Audit ingestion against real stores (SQLite and PostgreSQL): batches, duplicates and
+session summaries."""
 
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
+import psycopg
+import pytest
 from sqlmodel import col, select
 
+from control_plane import migrate
 from control_plane.audit import ingest
 from control_plane.db import Database
 from control_plane.models import AuditEvent, AuditSession
 from protos.lockgate.v1 import node_pb2 as pb
 
 T0 = 1_790_000_000_000
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    name = f"lg_audit_{secrets.token_hex(6)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated store of each kind the control plane supports (overrides conftest's)."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    migrate.upgrade(url)
+    database = Database(url)
+    yield database
+    await database.dispose()
 
 
 def event(session_id: str, seq: int, kind: str, **payload: object) -> pb.AuditEvent:
@@ -57,6 +90,8 @@ async def test_a_batch_of_several_sessions_is_stored_with_their_summaries(db: Da
     assert rows["s2"].statements == 1
     assert rows["s2"].outcome == "open"
     assert [(e.session_id, e.seq) for e in stored] == [(e.session_id, e.seq) for e in events]
+    assert stored[0].time.timestamp() * 1000 == T0 + 1
+    assert stored[1].payload == {"sql": "SELECT 1"}
 
 
 async def test_a_resent_batch_stores_nothing_twice_and_counts_nothing_twice(
