@@ -30,11 +30,13 @@ from bench import (
     pgbench,
     pgbouncer,
     propagation,
+    relay,
     scp,
     sessions,
     stack,
 )
 from lockgate import __version__
+from tests.harness.processes import Process
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK_DIR = Path(tempfile.gettempdir()) / "lockgate-bench-quick"
@@ -140,22 +142,47 @@ def scenario_latency(sizes: Sizes) -> dict[str, Any]:
 def scenario_pgbench(sizes: Sizes) -> dict[str, Any]:
     results: dict[str, Any] = {"seconds": sizes.pgbench_seconds}
     with stack.running(pgbouncer=True) as s:
-        legs = {"direct": s.direct_dsn(), "pgbouncer": s.pgbouncer_dsn(), "node": s.node_dsn()}
-        pgbench.init(s.direct_dsn())
-        for protocol in ("simple", "prepared"):
-            for clients in sizes.pgbench_clients:
-                print(f"pgbench -S -M {protocol} -c {clients}", flush=True)
-                runs: dict[str, list[dict[str, float]]] = {leg: [] for leg in legs}
-                for _ in range(sizes.runs):
-                    for leg, dsn in legs.items():
-                        runs[leg].append(pgbench.run(dsn, clients, sizes.pgbench_seconds, protocol))
-                entry: dict[str, Any] = {leg: summarize_runs(rs) for leg, rs in runs.items()}
-                tps = {leg: entry[leg]["tps"]["median"] for leg in legs}
-                entry["node_over_direct"] = tps["node"] / tps["direct"]
-                entry["node_over_pgbouncer"] = tps["node"] / tps["pgbouncer"]
-                entry["pgbouncer_over_direct"] = tps["pgbouncer"] / tps["direct"]
-                results[f"{protocol}/{clients}"] = entry
+        bare = relay.Relay(s.target.port, s.control_plane.home).start()
+        try:
+            assert s.pgbouncer is not None and s.pgbouncer.process is not None
+            # (dsn, the processes whose CPU time per transaction is reported) per leg
+            legs: dict[str, tuple[str, dict[str, int]]] = {
+                "direct": (s.direct_dsn(), {}),
+                "pgbouncer": (s.pgbouncer_dsn(), {"proxy": _pid(s.pgbouncer.process)}),
+                "relay": (
+                    s.direct_dsn().replace(f":{s.target.port}/", f":{bare.port}/"),
+                    {"proxy": bare.pid},
+                ),
+                "node": (
+                    s.node_dsn(),
+                    {"proxy": _pid(s.node.process), "control_plane": _pid(s.control_plane.process)},
+                ),
+            }
+            pgbench.init(s.direct_dsn())
+            for protocol in ("simple", "prepared"):
+                for clients in sizes.pgbench_clients:
+                    print(f"pgbench -S -M {protocol} -c {clients}", flush=True)
+                    runs: dict[str, list[dict[str, float]]] = {leg: [] for leg in legs}
+                    for _ in range(sizes.runs):
+                        for leg, (dsn, cpu) in legs.items():
+                            runs[leg].append(
+                                pgbench.run(dsn, clients, sizes.pgbench_seconds, protocol, cpu)
+                            )
+                    entry: dict[str, Any] = {leg: summarize_runs(rs) for leg, rs in runs.items()}
+                    tps = {leg: entry[leg]["tps"]["median"] for leg in legs}
+                    entry["node_over_direct"] = tps["node"] / tps["direct"]
+                    entry["node_over_pgbouncer"] = tps["node"] / tps["pgbouncer"]
+                    entry["pgbouncer_over_direct"] = tps["pgbouncer"] / tps["direct"]
+                    entry["relay_over_pgbouncer"] = tps["relay"] / tps["pgbouncer"]
+                    results[f"{protocol}/{clients}"] = entry
+        finally:
+            bare.stop()
     return results
+
+
+def _pid(process: Process | None) -> int:
+    assert process is not None and process.proc is not None, "process not running"
+    return process.proc.pid
 
 
 def scenario_large_result(sizes: Sizes) -> dict[str, Any]:
@@ -443,23 +470,48 @@ def _pgbench(results: dict[str, Any]) -> list[str]:
     lines = ["", f"## pgbench -S (select-only), {pgb['seconds'] if pgb else '-'} s per run"]
     if pgb is None:
         return lines + MISSING
+    entries = [(key.split("/"), e) for key, e in pgb.items() if "/" in key]
     lines += [
         "",
-        "tps without the initial connection time; ms is pgbench's mean latency.",
+        "tps without the initial connection time; ms is pgbench's mean latency. The bare relay",
+        "(`bench/relay.py`) is a uvloop pass-through that parses nothing: the floor for any",
+        "Python proxy on this machine.",
         "",
-        "| protocol | clients | direct tps | PgBouncer tps | node tps | node / PgBouncer "
-        "| node / direct | direct ms | PgBouncer ms | node ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| protocol | clients | direct tps | PgBouncer tps | bare relay tps | node tps "
+        "| node / PgBouncer | bare relay / PgBouncer | node / direct | direct ms | PgBouncer ms "
+        "| node ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for key, e in pgb.items():
-        if "/" not in key:
-            continue
-        protocol, clients = key.split("/")
+    for (protocol, clients), e in entries:
         lines.append(
             f"| {protocol} | {clients} | {_f(e['direct']['tps'])} | {_f(e['pgbouncer']['tps'])} "
+            f"| {_f(e['relay']['tps']) if 'relay' in e else '-'} "
             f"| {_f(e['node']['tps'])} | {e['node_over_pgbouncer']:.2f} | "
+            f"{e.get('relay_over_pgbouncer', float('nan')):.2f} | "
             f"{e['node_over_direct']:.2f} | {_f(e['direct']['latency_ms'], 3)} | "
             f"{_f(e['pgbouncer']['latency_ms'], 3)} | {_f(e['node']['latency_ms'], 3)} |"
+        )
+    if not any("proxy_cpu_us_per_tx" in e["node"] for _, e in entries):
+        return lines
+    lines += [
+        "",
+        "CPU time (user + system, µs) per transaction of each leg's processes, from",
+        "/proc/<pid>/stat around the run: the proxy and, for the node, the control plane that",
+        "stores the node's audit events (one per statement) on the same machine. On 2 cores",
+        "every µs here is taken from PostgreSQL and pgbench.",
+        "",
+        "| protocol | clients | PgBouncer | bare relay | node | control plane (audit) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (protocol, clients), e in entries:
+
+        def cpu(leg: str, name: str = "proxy", e: dict[str, Any] = e) -> str:
+            figure = e.get(leg, {}).get(f"{name}_cpu_us_per_tx")
+            return _f(figure, 1) if figure else "-"
+
+        lines.append(
+            f"| {protocol} | {clients} | {cpu('pgbouncer')} | {cpu('relay')} | {cpu('node')} "
+            f"| {cpu('node', 'control_plane')} |"
         )
     return lines
 

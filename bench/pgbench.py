@@ -7,6 +7,8 @@ import re
 import subprocess
 from urllib.parse import urlsplit
 
+from bench.sessions import tree_cpu_seconds
+
 
 def init(dsn: str, scale: int = 1) -> None:
     subprocess.run(
@@ -25,9 +27,14 @@ def _env(dsn: str) -> dict[str, str]:
     return env
 
 
-def run(dsn: str, clients: int, seconds: int, protocol: str) -> dict[str, float]:
-    """Transactions per second and mean latency (ms) of one pgbench run."""
+def run(
+    dsn: str, clients: int, seconds: int, protocol: str, cpu: dict[str, int] | None = None
+) -> dict[str, float]:
+    """Transactions per second and mean latency (ms) of one pgbench run; with `cpu` (a name for
+    each process to watch), the CPU time each process tree spent per transaction, in µs."""
     threads = min(clients, 2)
+    cpu = cpu or {}
+    before = {name: tree_cpu_seconds(pid) for name, pid in cpu.items()}
     result = subprocess.run(
         [
             "pgbench",
@@ -50,8 +57,13 @@ def run(dsn: str, clients: int, seconds: int, protocol: str) -> dict[str, float]
     )
     if result.returncode != 0:
         raise RuntimeError(f"pgbench failed: {result.stderr[-2000:]}")
+    spent = {name: tree_cpu_seconds(pid) - before[name] for name, pid in cpu.items()}
     tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", result.stdout)
     latency = re.search(r"latency average = ([\d.]+) ms", result.stdout)
-    if not tps or not latency:
+    done = re.search(r"number of transactions actually processed: (\d+)", result.stdout)
+    if not tps or not latency or not done:
         raise RuntimeError(f"unexpected pgbench output: {result.stdout[-2000:]}")
-    return {"tps": float(tps.group(1)), "latency_ms": float(latency.group(1))}
+    figures = {"tps": float(tps.group(1)), "latency_ms": float(latency.group(1))}
+    for name, seconds_used in spent.items():
+        figures[f"{name}_cpu_us_per_tx"] = seconds_used / max(int(done.group(1)), 1) * 1e6
+    return figures
