@@ -126,6 +126,8 @@ class _Syncer(threading.Thread):
         self.synced = 0
 
     def request(self, fd: int) -> None:
+        if self._fd is not None:
+            return  # a pending fsync starts after this write, so it covers it
         with self._wake:
             if self._fd is None:
                 self._fd = os.dup(fd)

@@ -46,6 +46,7 @@ from data_plane.server import NoBundle, NodeContext
 from lockgate.bundle import AuthError, BundleView
 from lockgate.enforcement import Enforcer, StatementDecision
 from lockgate.masking import masks
+from lockgate.masking.copy_text import CopyTextMasker
 from lockgate.masking.detectors import Scanner
 from lockgate.masking.plan import ColumnAction, StatementPlan
 from lockgate.ports import bind
@@ -542,7 +543,8 @@ class ClientConnection:
         def mask_error(fields: dict[str, str]) -> dict[str, str]:
             return masks.mask_error_fields(fields, masked_columns, scanner)
 
-        self.server_stream = ServerStream(mask_cell, mask_error)
+        # Masks text COPY rows in bulk where that gives what mask_cell gives row by row.
+        self.server_stream = ServerStream(mask_cell, mask_error, CopyTextMasker(scanner))
 
     def on_bundle(self, bundle: BundleView) -> None:
         """A new bundle: decide with its policies from now on (live sessions included)."""

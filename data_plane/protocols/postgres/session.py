@@ -20,12 +20,17 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from itertools import islice
+from operator import itemgetter
 
 from data_plane.protocols.postgres import codec
+from lockgate.masking.copy_text import CopyLayout, CopyTextMasker
 from lockgate.masking.plan import ColumnAction, StatementPlan
 
 QUERY, PARSE, BIND, DESCRIBE, EXECUTE, CLOSE, SYNC, FLUSH, TERMINATE, FUNCTION_CALL = (
@@ -150,6 +155,9 @@ class ClientStream:
 Masker = Callable[[bytes, int, bool, ColumnAction], bytes | None]
 ErrorMasker = Callable[[dict[str, str]], dict[str, str]]
 
+_NOT_COPY_DATA = re.compile(rb"[^d]")  # over the message types of a buffer
+_BODY_START = itemgetter(1)  # of a span
+
 
 @dataclass(slots=True)
 class _Prepared:
@@ -188,17 +196,33 @@ class ServerStream:
     `expect_*` calls record, in forwarding order, what each forwarded message will be answered
     with (protocol 55.2.3: every extended message gets its reply in order; an error skips to
     the next Sync; a simple Query ends with ReadyForQuery).
+
+    `copy_masker`, when given, masks runs of text COPY rows in bulk where it can prove the
+    result is the same as `mask_cell`'s row by row; it must use the scanner `mask_cell` uses.
     """
 
-    def __init__(self, mask_cell: Masker, mask_error: ErrorMasker) -> None:
+    def __init__(
+        self,
+        mask_cell: Masker,
+        mask_error: ErrorMasker,
+        copy_masker: CopyTextMasker | None = None,
+    ) -> None:
         self._mask_cell = mask_cell
         self._mask_error = mask_error
+        self._copy_masker = copy_masker
         self._pending = bytearray()
         self._expect: deque[_Expect] = deque()
         self._prepared: dict[str, _Prepared] = {}
         self._portals: dict[str, _Portal] = {}
         self._result: _Result | None = None
         self._copy: tuple[ColumnAction | None, ...] | None = None
+        # `_copy_masker`'s layout for `_copy`, found once per COPY: (actions, layout).
+        self._copy_bulk: tuple[tuple[ColumnAction | None, ...] | None, CopyLayout | None] = (
+            None,
+            None,
+        )
+        self._bulk_misses = 0  # runs in a row the layout could not mask a row of
+        self._bulk_rest = 0  # runs to leave to the row path before trying the layout again
         self.masked_cells = 0
         self.rows = 0
 
@@ -255,8 +279,26 @@ class ServerStream:
         spans, consumed = codec.split_messages(buf)
         out: list[bytes] = []
         copied = 0  # buf[copied:] not yet emitted
-        for kind, start, end in spans:
-            replaced = self._on_message(kind, buf, start, end)
+        kinds: bytes | None = None
+        row_path_until = 0  # CopyData messages before this offset are not masked in bulk
+        messages = iter(spans)
+        for kind, start, end in messages:
+            if kind != 0x64 or start < row_path_until or (layout := self._copy_layout()) is None:
+                replaced = self._on_message(kind, buf, start, end)
+            else:
+                # CopyData rows are masked together, up to the next message of another type.
+                if kinds is None:
+                    kinds = bytes(map(itemgetter(0), spans))
+                first = bisect_left(spans, start, key=_BODY_START)
+                other = _NOT_COPY_DATA.search(kinds, first)
+                last = (len(spans) if other is None else other.start()) - 1
+                replaced = self._mask_copy_run(layout, buf, spans[first : last + 1])
+                if replaced is None:
+                    row_path_until = spans[last][2]
+                    replaced = self._on_message(kind, buf, start, end)
+                else:
+                    next(islice(messages, last - first, last - first), None)  # past the run
+                    end = spans[last][2]
             if replaced is not None:
                 if start - 5 > copied:
                     out.append(buf[copied : start - 5])
@@ -340,7 +382,9 @@ class ServerStream:
                 portal = self._portals.get(head.name)
                 plan = portal.stmt.plan if portal else None
             self._copy = plan.copy_actions(count) if plan is not None else None
-            if body[0] == 1 and self._copy is not None and any(self._copy):
+            if self._copy is not None and not any(self._copy):
+                self._copy = None  # nothing to mask: rows pass as they are
+            elif body[0] == 1 and self._copy is not None:
                 # Binary COPY cannot be masked field by field: refuse to leak it.
                 self._copy = tuple(ColumnAction("binary") for _ in range(count))
             return None
@@ -435,6 +479,44 @@ class ServerStream:
             return None
         body = count.to_bytes(2, "big") + b"".join(cells)
         return b"D" + (len(body) + 4).to_bytes(4, "big") + body
+
+    def _copy_layout(self) -> CopyLayout | None:
+        """How to mask the current COPY's rows in bulk, if they can be (see `copy_text`)."""
+        actions = self._copy
+        if actions is None or self._copy_masker is None:
+            return None
+        known, layout = self._copy_bulk
+        if known is not actions:
+            layout = self._copy_masker.layout(actions)
+            self._copy_bulk = (actions, layout)
+            self._bulk_misses = self._bulk_rest = 0
+        return layout
+
+    def _mask_copy_run(
+        self, layout: CopyLayout, buf: bytes, spans: list[tuple[int, int, int]]
+    ) -> bytes | None:
+        """The messages for consecutive CopyData messages `spans` of `buf`, or None to leave
+        them to the row path: when the layout cannot mask any of them, and for a while after
+        (1, 3, 7... up to 63 runs), so that a column of NULLs or other values than emails costs
+        little more than before."""
+        if self._bulk_rest:
+            self._bulk_rest -= 1
+            return None
+        rows = [buf[start:end] for _, start, end in spans]
+        result = layout.mask(rows, self._copy_row_message)
+        if result is None:
+            self._bulk_misses = min(self._bulk_misses + 1, 6)
+            self._bulk_rest = (1 << self._bulk_misses) - 1
+            return None
+        self._bulk_misses = 0
+        masked, cells = result
+        self.masked_cells += cells
+        return masked
+
+    def _copy_row_message(self, body: bytes) -> bytes:
+        """The CopyData message the row path sends for `body`."""
+        masked = self._mask_copy_row(body)
+        return _copy_data(body) if masked is None else masked
 
     def _mask_copy_row(self, body: bytes) -> bytes | None:
         actions = self._copy
