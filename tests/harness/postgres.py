@@ -12,7 +12,11 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import psycopg
 
 from tests.harness.processes import Process, free_port, wait_until
 
@@ -148,3 +152,21 @@ class PostgresTarget:
         if self.process is not None:
             self.process.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# The machine's own PostgreSQL (trust auth), where tests that need a PostgreSQL store for the
+# control plane make a database of their own.
+LOCAL_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """A fresh database on the local server, as an asyncpg URL; dropped after, even in use."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    with psycopg.connect(LOCAL_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(LOCAL_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -12,36 +12,28 @@ import threading
 import time
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
 from tests.harness.lockgate import ControlPlane, Node
-from tests.harness.postgres import PostgresTarget
+from tests.harness.postgres import PostgresTarget, scratch_database
 from tests.harness.processes import wait_until
 from tests.integration.conftest import add_connection, make_agent
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture
 def replicas() -> Iterator[tuple[ControlPlane, ControlPlane]]:
-    db = f"lg_replicas_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db}"')
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{db}"
-    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    first = ControlPlane(database_url=url, env={"LOCKGATE_MASTER_KEY": key}).start()
-    second = ControlPlane(
-        database_url=url, env={"LOCKGATE_MASTER_KEY": key}, admin_token=first.admin_token
-    ).start()
-    try:
-        yield first, second
-    finally:
-        for cp in (first, second):
-            cp.stop()
-            shutil.rmtree(cp.home, ignore_errors=True)
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    with scratch_database("lg_replicas") as url:
+        key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        first = ControlPlane(database_url=url, env={"LOCKGATE_MASTER_KEY": key}).start()
+        second = ControlPlane(
+            database_url=url, env={"LOCKGATE_MASTER_KEY": key}, admin_token=first.admin_token
+        ).start()
+        try:
+            yield first, second
+        finally:
+            for cp in (first, second):
+                cp.stop()
+                shutil.rmtree(cp.home, ignore_errors=True)
 
 
 def test_approval_on_another_replica_releases_the_statement_within_a_second(

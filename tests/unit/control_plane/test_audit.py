@@ -3,12 +3,11 @@ session summaries."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlmodel import col, select
 
@@ -17,34 +16,23 @@ from control_plane.audit import ingest
 from control_plane.db import Database
 from control_plane.models import AuditEvent, AuditSession
 from protos.lockgate.v1 import node_pb2 as pb
+from tests.harness.postgres import scratch_database
 
 T0 = 1_790_000_000_000
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    name = f"lg_audit_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     """A migrated store of each kind the control plane supports (overrides conftest's)."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    migrate.upgrade(url)
-    database = Database(url)
-    yield database
-    await database.dispose()
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
+        else:
+            url = stack.enter_context(scratch_database("lg_audit"))
+        migrate.upgrade(url)
+        database = Database(url)
+        yield database
+        await database.dispose()
 
 
 def event(session_id: str, seq: int, kind: str, **payload: object) -> pb.AuditEvent:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -20,6 +18,7 @@ from control_plane import migrate
 from control_plane.bootstrap import bootstrap
 from control_plane.db import Database, sync_url
 from lockgate.settings import Settings
+from tests.harness.postgres import scratch_database
 
 TABLES = {
     "groups",
@@ -39,7 +38,6 @@ TABLES = {
     "webhooks",
 }
 HEAD = ScriptDirectory.from_config(migrate.alembic_config("sqlite://")).get_current_head()
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -81,14 +79,8 @@ def test_migrated_sqlite_matches_the_models(tmp_path: Path) -> None:
 
 @pytest.fixture
 def pg_database() -> Iterator[str]:
-    name = f"lg_mig_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("lg_mig") as url:
+        yield url
 
 
 async def test_migrations_on_postgresql(pg_database: str, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ listener whose connection dies reconnects. Plus the in-process hub those notific
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -23,23 +22,15 @@ from control_plane.models import Approval, Identity, utcnow
 from control_plane.schemas import ApprovalRuleCreate, NodeCreate
 from lockgate.settings import Settings
 from protos.lockgate.v1 import node_pb2 as pb
+from tests.harness.postgres import LOCAL_ADMIN, scratch_database
 from tests.unit.control_plane.conftest import MASTER_KEY
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    name = f"lg_appr_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    with scratch_database("lg_appr") as url:
         migrate.upgrade(url)
         yield url
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass
@@ -159,7 +150,7 @@ async def test_new_revisions_reach_the_other_replicas_bus(
 async def test_the_listener_reconnects_and_catches_up(replicas: tuple[Replica, Replica]) -> None:
     a, b = replicas
     old_pid = b.listener.backend_pid
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+    with psycopg.connect(LOCAL_ADMIN, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (old_pid,))
     # A change committed while b is not listening is caught up on reconnect.
     async with a.db.session() as session:
