@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import httpx
 
 from bench.pgbouncer import PgBouncer
-from tests.harness.lockgate import ControlPlane, Node
+from tests.harness.lockgate import ControlPlane, Node, add_connection
 from tests.harness.postgres import PostgresTarget
 from tests.harness.processes import wait_until
 
@@ -43,19 +43,7 @@ class Stack:
 
     def add_connection(self, name: str) -> None:
         """Another connection to the same target database (for rules bound to one name)."""
-        self.control_plane.ok(
-            "POST",
-            "/connections",
-            json={
-                "name": name,
-                "type": "postgres",
-                "host": "127.0.0.1",
-                "port": self.target.port,
-                "database": "appdb",
-                "username": "app",
-                "password": self.target.passwords["app"],
-            },
-        )
+        add_connection(self.control_plane, self.target, name)
 
     def wait_for_bundle(self) -> None:
         """Wait until the node enforces the control plane's current configuration revision."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from control_plane.models import AuditEvent, AuditSession
@@ -60,8 +61,6 @@ def _insert_events_sql(paramstyle: str, rows: int) -> str:
         groups = [
             "(" + ",".join(f"${r * width + c + 1}" for c in range(width)) + ")" for r in range(rows)
         ]
-    elif paramstyle == "format":
-        groups = ["(" + ",".join(["%s"] * width) + ")"] * rows
     else:
         raise NotImplementedError(f"audit ingestion does not know paramstyle {paramstyle!r}")
     return (
@@ -117,12 +116,13 @@ async def ingest(session: AsyncSession, batch: pb.AuditBatch, node_name: str) ->
         stored.update((str(sid), int(seq)) for sid, seq in returned)
     # Events in the order the node sent them, so a session's start precedes its statements.
     accepted = [fresh[key] for key in fresh if key in stored]
-    await _apply_to_sessions(session, accepted, node_name)
+    await _apply_to_sessions(session, conn, accepted, node_name)
     return len(accepted), len(batch.events) - len(accepted)
 
 
 async def _apply_to_sessions(
     session: AsyncSession,
+    conn: AsyncConnection,
     events: list[tuple[pb.AuditEvent, dict[str, Any]]],
     node_name: str,
 ) -> None:
@@ -157,7 +157,6 @@ async def _apply_to_sessions(
                 }
             )
     table = AuditSession.__table__  # type: ignore[attr-defined]
-    conn = await session.connection()
     if starts:
         await conn.execute(
             _insert(session, AuditSession).on_conflict_do_nothing(index_elements=["id"]), starts

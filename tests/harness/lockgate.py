@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from tests.harness.postgres import PostgresTarget
 from tests.harness.processes import Process, free_port, port_open, wait_until
 
 
@@ -170,3 +171,23 @@ class Node:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+def add_connection(
+    cp: ControlPlane, target: PostgresTarget, name: str, role: str = "app", **extra: object
+) -> None:
+    """Register `target`'s database `appdb` as connection `name`, logging in as `role`."""
+    cp.ok(
+        "POST",
+        "/connections",
+        json={
+            "name": name,
+            "type": "postgres",
+            "host": "127.0.0.1",
+            "port": target.port,
+            "database": "appdb",
+            "username": role,
+            "password": target.passwords[role],
+            **extra,
+        },
+    )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.harness.lockgate import ControlPlane, Node
+from tests.harness.lockgate import ControlPlane, Node, add_connection
 from tests.harness.postgres import PostgresTarget
 
 pytestmark = pytest.mark.integration
@@ -53,26 +53,6 @@ def _cp_revision(cp: ControlPlane) -> int:
     import httpx
 
     return int(httpx.get(f"{cp.url}/healthz", timeout=5).json()["revision"])
-
-
-def add_connection(
-    cp: ControlPlane, target: PostgresTarget, name: str, role: str = "app", **extra: object
-) -> None:
-    """Register `target`'s database `appdb` as connection `name`, logging in as `role`."""
-    cp.ok(
-        "POST",
-        "/connections",
-        json={
-            "name": name,
-            "type": "postgres",
-            "host": "127.0.0.1",
-            "port": target.port,
-            "database": "appdb",
-            "username": role,
-            "password": target.passwords[role],
-            **extra,
-        },
-    )
 
 
 @dataclass

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.lockgate import ControlPlane, Node
+from tests.harness.lockgate import ControlPlane, Node, add_connection
 from tests.harness.postgres import PostgresTarget, scratch_database
 from tests.harness.processes import wait_until
-from tests.integration.conftest import add_connection, make_agent
+from tests.integration.conftest import make_agent
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import psycopg
 import pytest
 
-from tests.harness.lockgate import ControlPlane, Node
+from tests.harness.lockgate import ControlPlane, Node, add_connection
 from tests.harness.postgres import PostgresTarget
 from tests.harness.processes import free_port, wait_until
-from tests.integration.conftest import Agent, add_connection, make_agent, wait_for_revision
+from tests.integration.conftest import Agent, make_agent, wait_for_revision
 
 WEBHOOK_SECRET = "whsec-" + secrets.token_hex(8)
 

@@ -18,10 +18,10 @@ import psycopg
 import pytest
 from psycopg import ClientCursor
 
-from tests.harness.lockgate import ControlPlane, Node
+from tests.harness.lockgate import ControlPlane, Node, add_connection
 from tests.harness.postgres import PostgresTarget
 from tests.harness.processes import wait_until
-from tests.integration.conftest import Agent, add_connection, make_agent, wait_for_revision
+from tests.integration.conftest import Agent, make_agent, wait_for_revision
 
 EMAILS = ["jane.doe@example.com", "john.roe@example.org", "ann@corp.example"]
 SSNS = ["123-45-6789", "987-65-4321", "222-33-4444"]

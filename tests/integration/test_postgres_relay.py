@@ -12,10 +12,10 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.harness.lockgate import ControlPlane, Node
+from tests.harness.lockgate import ControlPlane, Node, add_connection
 from tests.harness.postgres import PostgresTarget
 from tests.harness.processes import wait_until
-from tests.integration.conftest import Agent, add_connection, wait_for_revision
+from tests.integration.conftest import Agent, wait_for_revision
 
 
 def psql(dsn: str, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -156,7 +155,6 @@ Masker = Callable[[bytes, int, bool, ColumnAction], bytes | None]
 ErrorMasker = Callable[[dict[str, str]], dict[str, str]]
 
 _NOT_COPY_DATA = re.compile(rb"[^d]")  # over the message types of a buffer
-_BODY_START = itemgetter(1)  # of a span
 
 
 @dataclass(slots=True)
@@ -281,15 +279,14 @@ class ServerStream:
         copied = 0  # buf[copied:] not yet emitted
         kinds: bytes | None = None
         row_path_until = 0  # CopyData messages before this offset are not masked in bulk
-        messages = iter(spans)
-        for kind, start, end in messages:
+        messages = enumerate(spans)
+        for first, (kind, start, end) in messages:
             if kind != 0x64 or start < row_path_until or (layout := self._copy_layout()) is None:
                 replaced = self._on_message(kind, buf, start, end)
             else:
                 # CopyData rows are masked together, up to the next message of another type.
                 if kinds is None:
                     kinds = bytes(map(itemgetter(0), spans))
-                first = bisect_left(spans, start, key=_BODY_START)
                 other = _NOT_COPY_DATA.search(kinds, first)
                 last = (len(spans) if other is None else other.start()) - 1
                 replaced = self._mask_copy_run(layout, buf, spans[first : last + 1])
