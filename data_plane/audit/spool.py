@@ -156,7 +156,8 @@ class _Syncer(threading.Thread):
                     os.close(fd)
             if stopping:
                 return
-            time.sleep(self._interval)
+            with self._wake:  # the interval between fsyncs, cut short by stop()
+                self._wake.wait_for(lambda: self._stopping, self._interval)
 
 
 class AuditSpool:

@@ -451,6 +451,22 @@ def test_background_sync_makes_the_cursor_durable_before_deleting_segments(
     spool.close()
 
 
+def test_closing_does_not_wait_out_the_fsync_interval(tmp_path: Path) -> None:
+    spool = AuditSpool(tmp_path, fsync_interval=3600, background_sync=True)
+    spool.append(event(1))
+    syncer = spool._syncer
+    assert syncer is not None
+    deadline = time.monotonic() + 10
+    while syncer.synced < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert syncer.synced == 1  # the syncer now rests for the interval
+    closing = threading.Thread(target=spool.close)
+    closing.start()
+    closing.join(timeout=10)  # a bound on a hang, not a timing check
+    assert not closing.is_alive()
+    assert seqs(AuditSpool(tmp_path).peek(10)) == [1]
+
+
 def test_background_sync_loses_nothing_to_a_process_crash(tmp_path: Path) -> None:
     spool = AuditSpool(tmp_path / "live", fsync_interval=3600, background_sync=True)
     spool.append_many(event(n) for n in range(1, 4))
