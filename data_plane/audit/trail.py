@@ -1,8 +1,11 @@
 """The node's audit trail: sessions number their events, the spool keeps them, the uploader
 drains the spool to the control plane in batches and acknowledges only what was stored.
 
-Appending is synchronous and cheap (one write to the spool), so a protocol session records an
-event before it forwards the request it describes.
+A protocol session records an event before it forwards the request it describes, and forwards
+through `AuditTrail.forward`: the events recorded in one turn of the event loop go to the
+spool in one write at the end of that turn, and what was forwarded meanwhile is written to its
+socket after them. Nothing reaches a target before its event is in the spool (page cache), and
+a busy node makes one write(2) a turn instead of one an event.
 """
 
 from __future__ import annotations
@@ -26,6 +29,16 @@ HEARTBEAT_SECONDS = 10.0
 # a second then uploads a few large batches instead of one call per event, which is what keeps
 # the control plane's ingestion cheap. It is also the added delay before an event is stored.
 LINGER_SECONDS = 0.05
+
+_encode_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
+class _Writable(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def abort(self) -> None: ...
 
 
 class Uploader(Protocol):
@@ -51,20 +64,62 @@ class AuditTrail:
         self.linger = linger
         self._wake = asyncio.Event()
         self.uploaded = 0
+        self._unwritten: list[pb.AuditEvent] = []  # recorded this turn, not yet in the spool
+        self._after_write: list[tuple[_Writable, bytes]] = []  # forwarded meanwhile
+        self._write_scheduled = False
 
     def session(self, session_id: str | None = None) -> SessionAudit:
         return SessionAudit(self, session_id or new_session_id())
 
     def append(self, session_id: str, seq: int, kind: str, payload: dict[str, Any]) -> None:
-        event = pb.AuditEvent(
-            session_id=session_id,
-            seq=seq,
-            time_ms=int(time.time() * 1000),
-            kind=kind,
-            payload_json=json.dumps(payload, separators=(",", ":"), default=str).encode(),
+        """Record an event; it is in the spool by the end of this turn of the event loop (at
+        once when no loop runs), before anything forwarded after it."""
+        self._unwritten.append(
+            pb.AuditEvent(
+                session_id=session_id,
+                seq=seq,
+                time_ms=int(time.time() * 1000),
+                kind=kind,
+                payload_json=_encode_json(payload).encode(),
+            )
         )
-        self.spool.append(event)
-        self._wake.set()
+        if self._write_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.write_pending()
+            return
+        loop.call_soon(self.write_pending)
+        self._write_scheduled = True
+
+    def forward(self, transport: _Writable, data: bytes) -> None:
+        """Write `data` to `transport` once every event recorded so far is in the spool."""
+        if self._unwritten or self._after_write:
+            self._after_write.append((transport, data))
+        else:
+            transport.write(data)
+
+    def write_pending(self) -> None:
+        """Spool the events recorded so far in one write, then release what waited for them.
+
+        If the spool cannot take them (a full disk), what waited is not forwarded: those
+        sessions are aborted, since their requests would reach the target unaudited."""
+        self._write_scheduled = False
+        events, self._unwritten = self._unwritten, []
+        waiting, self._after_write = self._after_write, []
+        try:
+            if events:
+                self.spool.append_many(events)
+                self._wake.set()
+        except Exception:
+            log.exception("cannot spool %d audit events; aborting their sessions", len(events))
+            for transport, _ in waiting:
+                transport.abort()
+            return
+        for transport, data in waiting:
+            if not transport.is_closing():
+                transport.write(data)
 
     async def drain(self, uploader: Uploader) -> None:
         """Upload spooled events forever; on failure keep them and retry with backoff."""
@@ -95,6 +150,7 @@ class AuditTrail:
                 self.uploaded += len(batch)
 
     def close(self) -> None:
+        self.write_pending()
         self.spool.close()
 
 

@@ -474,11 +474,13 @@ class ClientConnection:
         """Decide queued groups in order and forward them; stop at a held statement."""
         assert self.audit is not None
         record = self.audit.record
+        # Written after the events recorded for it are in the spool.
+        forward = self.audit.trail.forward
         out: list[bytes] = []
         while self._queue:
             group = self._queue.popleft()
             try:
-                forward, held = self._decide_group(group, record)
+                data, held = self._decide_group(group, record)
             except codec.ProtocolError as exc:
                 self.outcome = "error"
                 self.client_transport.write(
@@ -490,20 +492,21 @@ class ClientConnection:
                 # Earlier groups go now; nothing after the held one until it is decided, so
                 # no later statement of the session jumps ahead.
                 if out:
-                    self.upstream_transport.write(b"".join(out))
+                    forward(self.upstream_transport, b"".join(out))
                 self.client_transport.pause_reading()
                 self._holding = asyncio.ensure_future(self._hold_then_resume(group, held))
                 return
-            if forward:
-                out.append(forward)
+            if data:
+                out.append(data)
         if out:
-            self.upstream_transport.write(b"".join(out))
+            forward(self.upstream_transport, out[0] if len(out) == 1 else b"".join(out))
 
     async def _hold_then_resume(self, group: Group, held: Held) -> None:
         try:
-            forward = await self._hold(group, held)
-            if forward and not self._done.done():
-                self.upstream_transport.write(forward)
+            data = await self._hold(group, held)
+            if data and not self._done.done():
+                assert self.audit is not None
+                self.audit.trail.forward(self.upstream_transport, data)
         except Exception:
             log.exception("approval hold failed in session %s", self.session_id)
             self._lost(None)

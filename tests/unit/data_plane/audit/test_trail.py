@@ -1,0 +1,130 @@
+"""The audit trail: events of one event-loop turn reach the spool in one write, before anything
+forwarded in that turn reaches its socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from data_plane.audit.trail import AuditTrail
+
+
+class Socket:
+    """Stands in for an asyncio transport; notes how many events were spooled at each write."""
+
+    def __init__(self, trail: AuditTrail, closing: bool = False) -> None:
+        self.trail = trail
+        self.closing = closing
+        self.writes: list[tuple[bytes, int]] = []
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append((data, self.trail.spool.appended))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+@pytest.fixture
+def trail(tmp_path: Path) -> AuditTrail:
+    return AuditTrail(tmp_path / "spool")
+
+
+async def test_forwarded_bytes_follow_their_events_into_the_spool(trail: AuditTrail) -> None:
+    one, two = trail.session(), trail.session()
+    upstream = Socket(trail)
+    one.record("statement", sql="SELECT 1")
+    trail.forward(upstream, b"Q1")
+    two.record("statement", sql="SELECT 2")
+    trail.forward(upstream, b"Q2")
+    assert upstream.writes == [] and trail.spool.appended == 0  # not before the turn ends
+    await asyncio.sleep(0)
+    assert upstream.writes == [(b"Q1", 2), (b"Q2", 2)]
+    events = trail.spool.peek(10)
+    assert [(e.session_id, e.seq) for e in events] == [(one.session_id, 1), (two.session_id, 1)]
+    assert json.loads(events[1].payload_json) == {"sql": "SELECT 2"}
+    trail.close()
+
+
+async def test_one_write_a_turn(trail: AuditTrail, monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[int] = []
+    real_write = os.write
+
+    def counting_write(fd: int, data: bytes) -> int:
+        writes.append(len(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", counting_write)
+    session = trail.session()
+    for n in range(20):
+        session.record("statement", n=n)
+    await asyncio.sleep(0)
+    assert len(writes) == 1
+    assert len(trail.spool) == 20
+    trail.close()
+
+
+async def test_with_nothing_to_spool_forwarding_is_immediate(trail: AuditTrail) -> None:
+    upstream = Socket(trail)
+    trail.forward(upstream, b"S")
+    assert upstream.writes == [(b"S", 0)]
+    trail.close()
+
+
+async def test_order_holds_for_bytes_forwarded_after_a_deferred_write(trail: AuditTrail) -> None:
+    upstream = Socket(trail)
+    trail.session().record("statement", sql="SELECT 1")
+    trail.forward(upstream, b"first")
+    trail.forward(upstream, b"second")  # no event of its own, still after the first
+    await asyncio.sleep(0)
+    assert [data for data, _ in upstream.writes] == [b"first", b"second"]
+    trail.close()
+
+
+async def test_a_closed_socket_is_skipped(trail: AuditTrail) -> None:
+    gone = Socket(trail, closing=True)
+    trail.session().record("statement", sql="SELECT 1")
+    trail.forward(gone, b"Q")
+    await asyncio.sleep(0)
+    assert gone.writes == []
+    assert trail.spool.appended == 1
+    trail.close()
+
+
+async def test_events_the_spool_refuses_are_not_forwarded(
+    trail: AuditTrail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(events: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(trail.spool, "append_many", full_disk)
+    upstream = Socket(trail)
+    trail.session().record("statement", sql="DELETE FROM t")
+    trail.forward(upstream, b"Q")
+    await asyncio.sleep(0)
+    assert upstream.writes == []
+    assert upstream.aborted
+    monkeypatch.undo()
+    trail.close()
+
+
+def test_without_an_event_loop_an_event_is_spooled_at_once(trail: AuditTrail) -> None:
+    trail.session().record("session.start", identity="ada")
+    assert trail.spool.appended == 1
+    trail.close()
+
+
+async def test_close_spools_what_the_turn_recorded(tmp_path: Path) -> None:
+    trail = AuditTrail(tmp_path / "spool")
+    trail.session().record("session.end", outcome="closed")
+    trail.close()
+    reopened = AuditTrail(tmp_path / "spool")
+    assert [e.kind for e in reopened.spool.peek(10)] == ["session.end"]
+    reopened.close()
