@@ -26,6 +26,7 @@ from lockgate.masking.plan import (
 )
 from lockgate.sql.classify import Classification, cedar_context, classify_cached
 from lockgate.sql.lineage import lineage_cached, result_lineage
+from lockgate.sql.shape import shape_key
 from protos.lockgate.v1 import node_pb2 as pb
 
 ACTION_OF_KIND = {"read": "read", "write": "write", "ddl": "ddl", "admin": "admin", "other": "read"}
@@ -68,7 +69,8 @@ class Enforcer:
             view.bundle.masking_rules, principal, connection
         )
         self._cache: dict[str, StatementDecision] = {}
-        self._by_shape: dict[str, StatementDecision] = {}
+        self._by_shape: dict[str, StatementDecision] = {}  # by fingerprint
+        self._by_key: dict[str, StatementDecision] = {}  # by shape_key
         self._fresh_until = 0.0  # cached decisions hold until then
         # SQL-level PREPARE name AS ...: EXECUTE name is decided as the prepared statement.
         self.prepared: dict[str, Classification] = {}
@@ -79,9 +81,10 @@ class Enforcer:
         return self.rules is not None
 
     def decide(self, sql: str) -> StatementDecision:
-        """The decision for `sql`: a lookup by text, then by fingerprint, then a full decision.
+        """The decision for `sql`: a lookup by text, then by shape (the text without its
+        literals' values, then libpg_query's fingerprint), then a full decision.
 
-        The fingerprint (libpg_query's, which ignores constants) is only trusted for plain reads:
+        A shape (which ignores constants) is only trusted for plain reads:
         constants can change the decision of a write (`WHERE 1=1` vs `WHERE 1=2`) or of a
         function call (`set_config('role', ...)`), never the tables, columns or lineage of a
         read without side-effecting functions.
@@ -92,6 +95,12 @@ class Enforcer:
         cached = self._cache.get(sql)
         if cached is not None:
             return cached
+        # The same text but for its literals, without a parse (see lockgate.sql.shape).
+        key = shape_key(sql)
+        if key is not None:
+            cached = self._by_key.get(key)
+            if cached is not None:
+                return cached
         try:
             fingerprint: str | None = pg_fingerprint(sql)
         except Exception:  # not parseable: the full path fails it closed
@@ -100,6 +109,8 @@ class Enforcer:
             cached = self._by_shape.get(fingerprint)
             if cached is not None:
                 self._remember(self._cache, sql, cached)
+                if key is not None:
+                    self._remember(self._by_key, key, cached)
                 return cached
         decision = self._decide(sql)
         c = decision.classification
@@ -108,6 +119,8 @@ class Enforcer:
         self._remember(self._cache, sql, decision)
         if fingerprint is not None and _shape_decides(c):
             self._remember(self._by_shape, fingerprint, decision)
+            if key is not None:
+                self._remember(self._by_key, key, decision)
         return decision
 
     def _expire_cache(self, now: float) -> None:
@@ -115,6 +128,7 @@ class Enforcer:
         (`context.hour` windows) and at the next expiry of a grant to this identity."""
         self._cache.clear()
         self._by_shape.clear()
+        self._by_key.clear()
         next_hour = (int(now) // 3600 + 1) * 3600
         expiries = [
             g.expires_at_ms / 1000
