@@ -98,8 +98,14 @@ class ClientStream:
             self._pending += data
             buf: bytes = bytes(self._pending)
             self._pending.clear()
-        else:
-            buf = data
+            return self._frame(buf)
+        if data[:1] == b"Q" and int.from_bytes(data[1:5]) == len(data) - 1 >= 4:
+            # Exactly one whole simple Query, the commonest read: what `_frame` makes of it.
+            sql = codec.parse_query(data[5:])
+            return [Group(data, QUERY, [Statement(sql, "simple")], [(QUERY, 5, len(data))], [0])]
+        return self._frame(data)
+
+    def _frame(self, buf: bytes) -> list[Group]:
         spans, consumed = codec.split_messages(buf)
         groups: list[Group] = []
         start = 0
