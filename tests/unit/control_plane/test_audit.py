@@ -104,9 +104,12 @@ async def test_a_resent_batch_stores_nothing_twice_and_counts_nothing_twice(
 
 async def test_batches_larger_than_one_statement_and_odd_payloads(db: Database) -> None:
     events = session_events("big", 1_200)
-    odd = pb.AuditEvent(session_id="odd", seq=1, time_ms=T0, kind="note", payload_json=b"[1")
-    listed = pb.AuditEvent(session_id="odd", seq=2, time_ms=T0, kind="note", payload_json=b"[1]")
-    assert await store(db, [*events, odd, listed]) == (len(events) + 2, 0)
+    payloads = [b"[1", b"[1]", b' {"a": 1} ', b'{"a":1}x', b"{}{}", b"\xff", b""]
+    odd = [
+        pb.AuditEvent(session_id="odd", seq=n, time_ms=T0, kind="note", payload_json=p)
+        for n, p in enumerate(payloads, 1)
+    ]
+    assert await store(db, [*events, *odd]) == (len(events) + len(odd), 0)
 
     async with db.session() as session:
         summary = await session.get(AuditSession, "big")
@@ -115,4 +118,9 @@ async def test_batches_larger_than_one_statement_and_odd_payloads(db: Database) 
     assert [n.payload for n in sorted(notes, key=lambda n: n.seq)] == [
         {"undecodable": True},
         {"value": [1]},
+        {"a": 1},
+        {"undecodable": True},
+        {"undecodable": True},
+        {"undecodable": True},
+        {},
     ]
