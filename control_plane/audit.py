@@ -108,14 +108,14 @@ async def ingest(session: AsyncSession, batch: pb.AuditBatch, node_name: str) ->
     fresh: dict[tuple[str, int], tuple[pb.AuditEvent, dict[str, Any]]] = {}
     values: list[Any] = []
     for event in batch.events:
-        key = (event.session_id, event.seq)
+        key = session_id, seq = event.session_id, event.seq
         if key in fresh:
             continue
         payload, text = _payload(event)
         fresh[key] = (event, payload)
         values += (
-            event.session_id,
-            event.seq,
+            session_id,
+            seq,
             to_time(event.time_ms),
             event.kind,
             text if text is not None else to_db["payload"](payload),

@@ -124,9 +124,10 @@ class AuditSession(SQLModel, table=True):
 
 class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_events"
+    # The unique (session_id, seq) index also serves lookups by session alone (migration 0004).
     __table_args__ = (UniqueConstraint("session_id", "seq", name="uq_audit_events_session_seq"),)
     id: int | None = Field(default=None, primary_key=True)
-    session_id: str = Field(index=True, max_length=64)
+    session_id: str = Field(max_length=64)
     seq: int
     time: datetime
     kind: str = Field(max_length=64)
