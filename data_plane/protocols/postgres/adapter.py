@@ -499,7 +499,7 @@ class ClientConnection:
             if data:
                 out.append(data)
         if out:
-            forward(self.upstream_transport, out[0] if len(out) == 1 else b"".join(out))
+            forward(self.upstream_transport, b"".join(out))
 
     async def _hold_then_resume(self, group: Group, held: Held) -> None:
         try:
