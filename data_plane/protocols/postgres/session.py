@@ -549,7 +549,10 @@ class ServerStream:
     def _mask_csv_row(self, body: bytes, actions: tuple[ColumnAction | None, ...]) -> bytes:
         """A COPY row that is not in the text format: CSV, or else masked whole."""
         text = body.decode("utf-8", "replace")
-        rows = list(csv.reader(io.StringIO(text)))
+        try:
+            rows = list(csv.reader(io.StringIO(text)))
+        except csv.Error:  # a bare "\r" in an unquoted field, say: not CSV PostgreSQL writes
+            rows = []
         if len(rows) == 1 and len(rows[0]) == len(actions):
             fields = rows[0]
             for i, action in enumerate(actions):
@@ -561,7 +564,7 @@ class ServerStream:
             out = io.StringIO()
             csv.writer(out, lineterminator="\n").writerow(fields)
             return _copy_data(out.getvalue().encode())
-        # Unknown delimiter: no field of it can be trusted to be clear.
+        # Unknown delimiter or unreadable CSV: no field of it can be trusted to be clear.
         self.masked_cells += len(actions)
         return _copy_data(b"****\n")
 
