@@ -456,7 +456,9 @@ def _latency(results: dict[str, Any]) -> list[str]:
         return lines + MISSING
     lines += [
         "",
-        "libpq `PQexec` round trips on one open connection; added = leg minus direct.",
+        "libpq `PQexec` round trips, one open connection per leg; the legs take turns in blocks",
+        "of 100 round trips, so drift in the machine's speed falls on every leg alike; added =",
+        "leg minus direct.",
         "",
         "| leg | median µs | p99 µs | added median µs | added p99 µs |",
         "|-----|-----------|--------|-----------------|--------------|",
