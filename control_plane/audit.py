@@ -1,36 +1,51 @@
-"""Audit ingestion: batches of node events into sessions and their ordered events.
+"""Audit ingestion: batches of node events into sessions and blocks of their ordered events.
 
-Idempotent by (session_id, seq): a batch re-sent after a lost acknowledgement stores nothing
-twice, which together with the node's spool gives exactly-once delivery.
+A node numbers each session's events from 1, spools them in that order and uploads them in
+that order; after a lost acknowledgement it sends them again from its spool's cursor. So an
+event is new exactly when its seq is above the last one stored for its session
+(`sessions.last_seq`), and ingestion stores each event once however often it arrives. That
+needs the batches of one node stored one at a time: `node_lock` in this process, and on
+PostgreSQL a transaction-scoped advisory lock as well, for control planes on several hosts.
+
+A session's new events in a batch are stored as one `AuditBlock` holding them as the node
+serialized them: storage costs a row per session per batch, not a row and a JSON parse per
+event, and a payload is decoded when it is read. Only the events that summarize a session
+(its start and end) are decoded here.
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
+import hashlib
 import json
-import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from control_plane.models import AuditEvent, AuditSession
+from control_plane.models import AuditBlock, AuditSession
 from protos.lockgate.v1 import node_pb2 as pb
 
-log = logging.getLogger("lockgate.audit")
+_BLOCKS = AuditBlock.__table__  # type: ignore[attr-defined]
+_SESSIONS = AuditSession.__table__  # type: ignore[attr-defined]
+# Session ids per `IN (...)` lookup: well under every driver's parameter limit.
+_IDS_PER_LOOKUP = 500
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    seq: int
+    time: datetime
+    kind: str
+    payload: dict[str, Any]
 
 
 def _time(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def _insert(session: AsyncSession, model: type[Any]) -> Any:
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    return (postgresql if dialect == "postgresql" else sqlite).insert(model)
 
 
 # The C scanner under json.loads, without its wrappers: a node's payload is one JSON object
@@ -38,155 +53,165 @@ def _insert(session: AsyncSession, model: type[Any]) -> Any:
 _scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
-def _payload(event: pb.AuditEvent) -> tuple[dict[str, Any], str | None]:
-    """The event's payload as a dict, and its JSON text when that can be stored as it came."""
+def payload_of(event: pb.AuditEvent) -> dict[str, Any]:
+    """The event's payload as a dict: a payload that is not a JSON object is wrapped as
+    `{"value": ...}`, and one that is not JSON at all reads as `{"undecodable": true}`."""
     try:
         # From str, not bytes: json.loads would first sniff the bytes for a UTF-16/32 encoding.
         text = event.payload_json.decode() or "{}"
     except ValueError:
-        return {"undecodable": True}, None
+        return {"undecodable": True}
     try:
         payload, end = _scan_json(text, 0)
         if end == len(text) and type(payload) is dict:
-            return payload, text
+            return payload
     except (StopIteration, ValueError):
         pass
     try:
         payload = json.loads(text)
     except ValueError:
-        return {"undecodable": True}, None
-    if isinstance(payload, dict):
-        return payload, text
-    return {"value": payload}, None
+        return {"undecodable": True}
+    return payload if isinstance(payload, dict) else {"value": payload}
 
 
-# Rows per INSERT statement: 6 values a row stays well under every driver's parameter limit.
-_ROWS_PER_INSERT = 200
-_EVENT_COLUMNS = ("session_id", "seq", "time", "kind", "payload", "received_at")
+_node_locks: dict[str, asyncio.Lock] = {}
 
 
-@functools.cache
-def _insert_events_sql(paramstyle: str, rows: int) -> str:
-    """`INSERT ... VALUES (...), ... ON CONFLICT DO NOTHING RETURNING` for `rows` events, in the
-    driver's own placeholder style (SQLite and PostgreSQL both speak this dialect of upsert)."""
-    width = len(_EVENT_COLUMNS)
-    if paramstyle == "qmark":
-        groups = ["(" + ",".join("?" * width) + ")"] * rows
-    elif paramstyle == "numeric_dollar":
-        groups = [
-            "(" + ",".join(f"${r * width + c + 1}" for c in range(width)) + ")" for r in range(rows)
-        ]
-    else:
-        raise NotImplementedError(f"audit ingestion does not know paramstyle {paramstyle!r}")
-    return (
-        f"INSERT INTO {AuditEvent.__tablename__} ({', '.join(_EVENT_COLUMNS)}) "
-        f"VALUES {', '.join(groups)} ON CONFLICT (session_id, seq) DO NOTHING "
-        "RETURNING session_id, seq"
-    )
+def node_lock(node_name: str) -> asyncio.Lock:
+    """Held from before `ingest` until its transaction commits: one batch of a node at a time."""
+    lock = _node_locks.get(node_name)
+    if lock is None:
+        lock = _node_locks[node_name] = asyncio.Lock()
+    return lock
+
+
+def _advisory_key(node_name: str) -> int:
+    digest = hashlib.sha256(b"lockgate-audit:" + node_name.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 async def ingest(session: AsyncSession, batch: pb.AuditBatch, node_name: str) -> tuple[int, int]:
-    """Store a batch; returns (newly stored, duplicates). The caller commits.
-
-    A few statements per batch, not per event: INSERT ... ON CONFLICT DO NOTHING RETURNING over
-    the batch tells which events are new, and only those update the sessions table (new
-    sessions, statement counts and endings as executemany statements). A busy node sends
-    thousands of events a second, so the insert is built here and its values are converted by
-    the columns' own SQLAlchemy types: SQLAlchemy's executemany spent ~20 µs an event, more
-    than the database did, and a payload that arrives as a JSON object is stored as it came.
-    """
+    """Store a batch; returns (newly stored, duplicates). The caller commits, holding
+    `node_lock(node_name)` until then."""
     conn = await session.connection()
-    dialect = conn.dialect
-    table = AuditEvent.__table__  # type: ignore[attr-defined]
-    to_db = {
-        name: table.c[name].type._cached_bind_processor(dialect) or (lambda v: v)
-        for name in ("time", "payload", "received_at")
-    }
-    to_time = functools.lru_cache(maxsize=4096)(lambda ms: to_db["time"](_time(ms)))
-    received = to_db["received_at"](datetime.now(UTC))
-
-    fresh: dict[tuple[str, int], tuple[pb.AuditEvent, dict[str, Any]]] = {}
-    values: list[Any] = []
-    for event in batch.events:
-        key = session_id, seq = event.session_id, event.seq
-        if key in fresh:
-            continue
-        payload, text = _payload(event)
-        fresh[key] = (event, payload)
-        values += (
-            session_id,
-            seq,
-            to_time(event.time_ms),
-            event.kind,
-            text if text is not None else to_db["payload"](payload),
-            received,
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _advisory_key(node_name)}
         )
-    stored: set[tuple[str, int]] = set()
-    step = _ROWS_PER_INSERT * len(_EVENT_COLUMNS)
-    for first in range(0, len(values), step):
-        chunk = tuple(values[first : first + step])
-        sql = _insert_events_sql(dialect.paramstyle, len(chunk) // len(_EVENT_COLUMNS))
-        result = await conn.exec_driver_sql(sql, chunk)
-        returned: list[Any] = list(result.all())
-        stored.update((str(sid), int(seq)) for sid, seq in returned)
-    # Events in the order the node sent them, so a session's start precedes its statements.
-    accepted = [fresh[key] for key in fresh if key in stored]
-    await _apply_to_sessions(session, conn, accepted, node_name)
-    return len(accepted), len(batch.events) - len(accepted)
+    by_session: dict[str, list[pb.AuditEvent]] = {}
+    for event in batch.events:
+        sid = event.session_id
+        events = by_session.get(sid)
+        if events is None:
+            by_session[sid] = [event]
+        else:
+            events.append(event)
+    stored = await _last_seqs(conn, list(by_session))
+    received = datetime.now(UTC)
+    fresh: dict[str, list[pb.AuditEvent]] = {}
+    blocks: list[dict[str, Any]] = []
+    for sid, events in by_session.items():
+        last = stored.get(sid, 0)
+        new = []
+        for event in events:
+            if event.seq > last:
+                new.append(event)
+                last = event.seq
+        if new:
+            fresh[sid] = new
+            blocks.append(
+                {
+                    "session_id": sid,
+                    "first_seq": new[0].seq,
+                    "last_seq": last,
+                    "events": pb.AuditBatch(events=new).SerializeToString(),
+                    "received_at": received,
+                }
+            )
+    if blocks:
+        await conn.execute(insert(_BLOCKS), blocks)
+    await _apply_to_sessions(conn, fresh, set(stored), node_name)
+    accepted = sum(len(events) for events in fresh.values())
+    return accepted, len(batch.events) - accepted
+
+
+async def _last_seqs(conn: AsyncConnection, session_ids: list[str]) -> dict[str, int]:
+    """The last stored seq of each of these sessions that has a row."""
+    found: dict[str, int] = {}
+    query = select(_SESSIONS.c.id, _SESSIONS.c.last_seq).where(
+        _SESSIONS.c.id.in_(bindparam("ids", expanding=True))
+    )
+    for first in range(0, len(session_ids), _IDS_PER_LOOKUP):
+        ids = session_ids[first : first + _IDS_PER_LOOKUP]
+        found.update((row.id, row.last_seq) for row in await conn.execute(query, {"ids": ids}))
+    return found
 
 
 async def _apply_to_sessions(
-    session: AsyncSession,
     conn: AsyncConnection,
-    events: list[tuple[pb.AuditEvent, dict[str, Any]]],
+    fresh: dict[str, list[pb.AuditEvent]],
+    known: set[str],
     node_name: str,
 ) -> None:
     """Keep the sessions table's summary in step with the events just stored."""
     starts: list[dict[str, Any]] = []
-    statements: dict[str, int] = {}
+    progress: list[dict[str, Any]] = []
     ends: list[dict[str, Any]] = []  # bind names differ from the columns they set
-    for event, payload in events:
-        if event.kind == "session.start":
+    for sid, events in fresh.items():
+        first = events[0]
+        if sid not in known:
+            # Its first event is its start; without one (a start lost to a damaged spool
+            # record), the row still tells where the session's events are.
+            payload = payload_of(first) if first.kind == "session.start" else {}
             starts.append(
                 {
-                    "id": event.session_id,
+                    "id": sid,
                     "identity": str(payload.get("identity", "")),
                     "connection": str(payload.get("connection", "")),
                     "protocol": str(payload.get("protocol", "")),
                     "node": str(payload.get("node", node_name)),
                     "client_addr": str(payload.get("client_addr", "")),
-                    "started_at": _time(event.time_ms),
+                    "started_at": _time(first.time_ms),
                     "outcome": "open",
+                    "statements": 0,
+                    "bytes_in": 0,
+                    "bytes_out": 0,
+                    "last_seq": 0,
                 }
             )
-        elif event.kind == "statement":
-            statements[event.session_id] = statements.get(event.session_id, 0) + 1
-        elif event.kind == "session.end":
-            ends.append(
-                {
-                    "sid": event.session_id,
-                    "ended": _time(event.time_ms),
-                    "how": str(payload.get("outcome", "closed")),
-                    "got": int(payload.get("bytes_in", 0)),
-                    "sent": int(payload.get("bytes_out", 0)),
-                }
-            )
-    table = AuditSession.__table__  # type: ignore[attr-defined]
+        statements = 0
+        for event in events:
+            kind = event.kind
+            if kind == "statement":
+                statements += 1
+            elif kind == "session.end":
+                payload = payload_of(event)
+                ends.append(
+                    {
+                        "sid": sid,
+                        "ended": _time(event.time_ms),
+                        "how": str(payload.get("outcome", "closed")),
+                        "got": int(payload.get("bytes_in", 0)),
+                        "sent": int(payload.get("bytes_out", 0)),
+                    }
+                )
+        progress.append({"sid": sid, "added": statements, "last": events[-1].seq})
     if starts:
+        await conn.execute(insert(_SESSIONS), starts)
+    if progress:
         await conn.execute(
-            _insert(session, AuditSession).on_conflict_do_nothing(index_elements=["id"]), starts
-        )
-    if statements:
-        await conn.execute(
-            update(table)
-            .where(table.c.id == bindparam("sid"))
-            .values(statements=table.c.statements + bindparam("added")),
-            [{"sid": sid, "added": n} for sid, n in statements.items()],
+            update(_SESSIONS)
+            .where(_SESSIONS.c.id == bindparam("sid"))
+            .values(
+                statements=_SESSIONS.c.statements + bindparam("added"),
+                last_seq=bindparam("last"),
+            ),
+            progress,
         )
     if ends:
         await conn.execute(
-            update(table)
-            .where(table.c.id == bindparam("sid"))
+            update(_SESSIONS)
+            .where(_SESSIONS.c.id == bindparam("sid"))
             .values(
                 ended_at=bindparam("ended"),
                 outcome=bindparam("how"),
@@ -195,3 +220,29 @@ async def _apply_to_sessions(
             ),
             ends,
         )
+
+
+async def read_events(
+    session: AsyncSession, session_id: str, after_seq: int = 0, limit: int = 1000
+) -> list[StoredEvent]:
+    """A session's events with `seq > after_seq`, in order, at most `limit`."""
+    # Every block holds at least one event, so `limit` blocks are always enough.
+    query = (
+        select(_BLOCKS.c.events)
+        .where(_BLOCKS.c.session_id == session_id, _BLOCKS.c.last_seq > after_seq)
+        .order_by(_BLOCKS.c.last_seq)
+        .limit(limit)
+    )
+    conn = await session.connection()
+    found: list[StoredEvent] = []
+    for (blob,) in await conn.execute(query):
+        for event in pb.AuditBatch.FromString(blob).events:
+            if event.seq <= after_seq:
+                continue
+            found.append(
+                StoredEvent(event.seq, _time(event.time_ms), event.kind, payload_of(event))
+            )
+            after_seq = event.seq
+            if len(found) == limit:
+                return found
+    return found

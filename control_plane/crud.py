@@ -18,12 +18,12 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import SQLModel, col, delete, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from control_plane import changes, notify
+from control_plane import audit, changes, notify
+from control_plane.audit import StoredEvent
 from control_plane.crypto import SecretBox
 from control_plane.models import (
     Approval,
     ApprovalRule,
-    AuditEvent,
     AuditSession,
     Connection,
     Grant,
@@ -516,15 +516,9 @@ async def get_audit_session(*, session: AsyncSession, session_id: str) -> AuditS
 
 async def list_session_events(
     *, session: AsyncSession, session_id: str, after_seq: int = 0, limit: int = 1000
-) -> list[AuditEvent]:
+) -> list[StoredEvent]:
     """A session's events with `seq > after_seq`, in order."""
-    query = (
-        select(AuditEvent)
-        .where(AuditEvent.session_id == session_id, col(AuditEvent.seq) > after_seq)
-        .order_by(col(AuditEvent.seq))
-        .limit(limit)
-    )
-    return list((await session.exec(query)).all())
+    return await audit.read_events(session, session_id, after_seq, limit)
 
 
 # masking rules

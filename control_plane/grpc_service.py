@@ -16,10 +16,12 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
-from sqlmodel import select
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from control_plane import approvals, changes, compiler, notify
-from control_plane.audit import ingest
+from control_plane.audit import ingest, node_lock
 from control_plane.crypto import SecretBox
 from control_plane.db import Database
 from control_plane.models import Approval, Connection, Node, utcnow
@@ -48,14 +50,21 @@ class NodeService(pb_grpc.NodeServiceServicer):
         self.console_url = console_url
         self.hub = hub
 
-    async def _node(self, context: grpc.aio.ServicerContext) -> Node:  # type: ignore[type-arg]
-        """The calling node, or abort with UNAUTHENTICATED."""
+    async def _node(
+        self,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        session: AsyncSession | None = None,
+    ) -> Node:
+        """The calling node, or abort with UNAUTHENTICATED; looked up in `session` when given
+        (a call that goes on to write saves opening a second one)."""
         metadata = dict(context.invocation_metadata() or ())
         header = str(metadata.get("authorization", ""))
         secret = header.removeprefix("Bearer ").strip()
         node_id = tokens.token_id(secret, prefix="lgn")
         if node_id:
-            async with self.db.session() as session:
+            async with contextlib.AsyncExitStack() as stack:
+                if session is None:
+                    session = await stack.enter_async_context(self.db.session())
                 node = await session.get(Node, node_id)
                 if node is not None and tokens.matches(secret, node.token_sha256):
                     return node
@@ -124,13 +133,16 @@ class NodeService(pb_grpc.NodeServiceServicer):
         request: pb.AuditBatch,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.AuditAck:
-        node = await self._node(context)
+        # One session and transaction for the whole call: a busy node uploads many times a
+        # second, and each round trip to the store costs the control plane's event loop.
         async with self.db.session() as session:
-            accepted, duplicates = await ingest(session, request, node.name)
-            row = await session.get(Node, node.id)
-            if row is not None:
-                row.last_seen_at = utcnow()
-            await session.commit()
+            node = await self._node(context, session)
+            async with node_lock(node.name):
+                accepted, duplicates = await ingest(session, request, node.name)
+                await session.execute(
+                    update(Node).where(col(Node.id) == node.id).values(last_seen_at=utcnow())
+                )
+                await session.commit()
         return pb.AuditAck(accepted=accepted, duplicates=duplicates)
 
     async def AwaitApproval(

@@ -120,18 +120,28 @@ class AuditSession(SQLModel, table=True):
     bytes_out: int = 0
     statements: int = 0
     outcome: str = "open"  # open | closed | denied | auth_failed | error
+    last_seq: int = 0  # the last stored event's; a re-sent event is one at or below it
 
 
-class AuditEvent(SQLModel, table=True):
-    __tablename__ = "audit_events"
-    # The unique (session_id, seq) index also serves lookups by session alone (migration 0004).
-    __table_args__ = (UniqueConstraint("session_id", "seq", name="uq_audit_events_session_seq"),)
+class AuditBlock(SQLModel, table=True):
+    """Consecutive events of one session as the node serialized them (a `lockgate.v1.AuditBatch`
+    of `first_seq`..`last_seq`): one row per session per upload instead of one per event.
+
+    A busy node sends thousands of statement events a second, and a row per event cost the
+    control plane more CPU than the node spent relaying the statements. Events are decoded
+    when read (`control_plane.audit.events_of`). Blocks of a session never overlap, so
+    ordered by `last_seq` they are in sequence order, and the unique (session_id, last_seq)
+    index finds the blocks after any cursor and a session's last stored event."""
+
+    __tablename__ = "audit_blocks"
+    __table_args__ = (
+        UniqueConstraint("session_id", "last_seq", name="uq_audit_blocks_session_last_seq"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     session_id: str = Field(max_length=64)
-    seq: int
-    time: datetime
-    kind: str = Field(max_length=64)
-    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    first_seq: int
+    last_seq: int
+    events: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     received_at: datetime = Field(default_factory=utcnow)
 
 

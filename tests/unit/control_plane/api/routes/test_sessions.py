@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from control_plane.audit import ingest, node_lock
 from control_plane.db import Database
-from control_plane.models import AuditEvent, AuditSession, utcnow
+from control_plane.models import AuditSession, utcnow
+from protos.lockgate.v1 import node_pb2 as pb
 from tests.unit.control_plane.conftest import Api, assert_problem
 
 
@@ -24,13 +26,22 @@ async def _record(db: Database) -> None:
                     started_at=now + timedelta(seconds=i),
                 )
             )
-        for seq in (3, 1, 2):
-            session.add(
-                AuditEvent(
-                    session_id="s0", seq=seq, time=now, kind="query", payload={"sql": f"q{seq}"}
-                )
-            )
         await session.commit()
+    # Stored as ingestion stores them: one block per upload.
+    for seqs in ((1,), (2, 3)):
+        events = [
+            pb.AuditEvent(
+                session_id="s0",
+                seq=seq,
+                time_ms=int(now.timestamp() * 1000),
+                kind="query",
+                payload_json=f'{{"sql":"q{seq}"}}'.encode(),
+            )
+            for seq in seqs
+        ]
+        async with node_lock("n"), db.session() as session:
+            await ingest(session, pb.AuditBatch(events=events), "n")
+            await session.commit()
 
 
 async def test_admin_lists_filters_and_pages(api: Api, db: Database) -> None:
