@@ -39,7 +39,9 @@ class Node:
         self.settings = settings
         self.name = "node"
         home = settings.ensure_home()
-        self.audit = AuditTrail(home / "spool", batch_size=settings.audit_batch_size)
+        self.audit = AuditTrail(
+            home / "spool", batch_size=settings.audit_batch_size, linger=settings.audit_linger
+        )
         self.control = ControlPlaneClient(settings.control_plane, settings.node_token)
         self._bundle: BundleView | None = None
         self._have_bundle = asyncio.Event()

@@ -47,7 +47,10 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     # `auto`: cleartext token over TLS, SCRAM-SHA-256 otherwise; `scram`: always SCRAM.
     pg_auth: Literal["auto", "scram"] = "auto"
-    audit_batch_size: int = 500
+    # Audit events per upload to the control plane; a batch not full waits up to
+    # `audit_linger` seconds for more (fewer, larger uploads cost the control plane less).
+    audit_batch_size: int = 5000
+    audit_linger: float = 0.2
 
     @field_validator("node_labels", mode="before")
     @classmethod

@@ -228,13 +228,22 @@ class AuditSpool:
         self._count += len(records)
         self._appended += len(records)
 
-    def peek(self, limit: int) -> list[pb.AuditEvent]:
-        """The oldest unacknowledged events in append order, at most `limit`, without consuming."""
+    def peek(self, limit: int, max_bytes: int | None = None) -> list[pb.AuditEvent]:
+        """The oldest unacknowledged events in append order, without consuming: at most `limit`,
+        and with `max_bytes`, no more than fit in that many serialized bytes (but always the
+        first, however large)."""
         self._check_open()
         if limit < 0:
             raise ValueError("limit must not be negative")
         self._fill(limit)
         batch = [event for event, _ in itertools.islice(self._pending, limit)]
+        if max_bytes is not None and batch:
+            total = 0
+            for n, event in enumerate(batch):
+                total += event.ByteSize()
+                if total > max_bytes and n > 0:
+                    del batch[n:]
+                    break
         self._last_peek = len(batch)
         return batch
 

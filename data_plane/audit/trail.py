@@ -27,8 +27,13 @@ log = logging.getLogger("lockgate.node.audit")
 HEARTBEAT_SECONDS = 10.0
 # A batch that is not full waits this long for company: a node running thousands of statements
 # a second then uploads a few large batches instead of one call per event, which is what keeps
-# the control plane's ingestion cheap. It is also the added delay before an event is stored.
-LINGER_SECONDS = 0.05
+# the control plane's ingestion cheap (each upload costs it a few milliseconds whatever its
+# size: at 0.05 s a node at 11,000 statements/s cost the control plane 15 µs a statement, at
+# 0.2 s 6 µs). It is also the added delay before an event is stored.
+LINGER_SECONDS = 0.2
+# Serialized bytes per upload, well under the control plane's 64 MiB message limit; a batch
+# of large statements is cut short rather than refused (an event larger than this goes alone).
+BATCH_BYTES = 8 << 20
 
 _encode_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
@@ -57,10 +62,15 @@ def new_session_id() -> str:
 
 class AuditTrail:
     def __init__(
-        self, directory: Path, batch_size: int = 1000, linger: float = LINGER_SECONDS
+        self,
+        directory: Path,
+        batch_size: int = 1000,
+        linger: float = LINGER_SECONDS,
+        batch_bytes: int = BATCH_BYTES,
     ) -> None:
         self.spool = AuditSpool(directory, background_sync=True)
         self.batch_size = batch_size
+        self.batch_bytes = batch_bytes
         self.linger = linger
         self._wake = asyncio.Event()
         self.uploaded = 0
@@ -126,15 +136,15 @@ class AuditTrail:
         delay = 0.2
         last_upload = 0.0
         while True:
-            batch = self.spool.peek(self.batch_size)
+            batch = self._peek()
             if not batch and time.monotonic() - last_upload < HEARTBEAT_SECONDS:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=HEARTBEAT_SECONDS)
                 continue
-            if len(batch) < self.batch_size and self.linger > 0:
+            if len(batch) < self.batch_size and len(batch) == len(self.spool) and self.linger > 0:
                 await asyncio.sleep(self.linger)
-                batch = self.spool.peek(self.batch_size)
+                batch = self._peek()
             try:
                 # An empty batch is the node's heartbeat (it updates "last seen").
                 await uploader.upload(batch)
@@ -148,6 +158,9 @@ class AuditTrail:
             if batch:
                 self.spool.ack(len(batch))
                 self.uploaded += len(batch)
+
+    def _peek(self) -> list[pb.AuditEvent]:
+        return self.spool.peek(self.batch_size, self.batch_bytes)
 
     def close(self) -> None:
         self.write_pending()

@@ -60,6 +60,20 @@ def test_peek_returns_oldest_events_in_append_order_without_consuming(tmp_path: 
     spool.close()
 
 
+def test_peek_stops_at_a_byte_budget_but_always_gives_the_first_event(tmp_path: Path) -> None:
+    spool = AuditSpool(tmp_path)
+    for n in range(1, 6):
+        spool.append(event(n))
+    size = event(1).ByteSize()
+    assert seqs(spool.peek(10, max_bytes=2 * size)) == [1, 2]
+    assert seqs(spool.peek(10, max_bytes=2 * size - 1)) == [1]
+    assert seqs(spool.peek(10, max_bytes=1)) == [1]  # larger than the budget, alone
+    assert seqs(spool.peek(3, max_bytes=100 * size)) == [1, 2, 3]
+    spool.ack(3)
+    assert seqs(spool.peek(10, max_bytes=2 * size)) == [4, 5]
+    spool.close()
+
+
 def test_ack_removes_acknowledged_events(tmp_path: Path) -> None:
     spool = AuditSpool(tmp_path)
     spool.append_many(event(n) for n in range(6))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from data_plane.audit.trail import AuditTrail
+from protos.lockgate.v1 import node_pb2 as pb
 
 
 class Socket:
@@ -128,3 +129,42 @@ async def test_close_spools_what_the_turn_recorded(tmp_path: Path) -> None:
     reopened = AuditTrail(tmp_path / "spool")
     assert [e.kind for e in reopened.spool.peek(10)] == ["session.end"]
     reopened.close()
+
+
+class Uploads:
+    """Stands in for the control plane: keeps each batch it is sent."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[pb.AuditEvent]] = []
+        self.event = asyncio.Event()
+
+    async def upload(self, events: list[pb.AuditEvent]) -> pb.AuditAck:
+        self.batches.append(list(events))
+        self.event.set()
+        return pb.AuditAck(accepted=len(events))
+
+
+async def test_uploads_are_cut_by_bytes_without_waiting_and_deliver_everything(
+    tmp_path: Path,
+) -> None:
+    # A linger longer than the test: batches cut short by the byte budget must not wait for it.
+    trail = AuditTrail(tmp_path / "spool", batch_size=100, linger=60.0, batch_bytes=3000)
+    session = trail.session()
+    for n in range(10):
+        session.record("statement", sql="x" * 1000 + str(n))
+    trail.write_pending()
+    uploads = Uploads()
+    drain = asyncio.create_task(trail.drain(uploads))
+    try:
+        async with asyncio.timeout(10):
+            while sum(map(len, uploads.batches)) < 8:
+                uploads.event.clear()
+                await uploads.event.wait()
+        await asyncio.sleep(0.2)
+    finally:
+        drain.cancel()
+    assert [len(b) for b in uploads.batches] == [2, 2, 2, 2]  # the last two linger: all there is
+    assert all(sum(e.ByteSize() for e in b) <= 3000 for b in uploads.batches)
+    assert [e.seq for b in uploads.batches for e in b] == list(range(1, 9))
+    assert len(trail.spool) == 2
+    trail.close()
