@@ -144,3 +144,33 @@ def test_spooled_events_survive_a_node_crash_while_the_control_plane_is_down(
         wait_until(delivered, 15, "events spooled before the crash", interval=0.1)
     finally:
         crash_node.cleanup()
+
+
+def test_a_huge_statement_is_audited_cut_short_and_later_ones_still_arrive(
+    control_plane: ControlPlane, node: Node, agent: Agent
+):
+    """A statement larger than any upload could carry (PostgreSQL takes up to 1 GiB) is kept
+    to its first 1 MiB in the audit trail, with its length, so the uploads go on."""
+    literal = "x" * (3 << 20)
+    huge = f"SELECT length('{literal}') AS n"
+    with psycopg.connect(node.dsn(agent.name, agent.token, "appdb"), autocommit=True) as conn:
+        assert conn.execute(huge).fetchone() == (len(literal),)
+        conn.execute("SELECT 'after the huge one'")
+
+    def both_audited() -> bool:
+        found = sessions_of(control_plane, agent.name)
+        return bool(found) and statements(control_plane, found[0]["id"])[-1:] == [
+            "SELECT 'after the huge one'"
+        ]
+
+    wait_until(both_audited, 10, "statements after a huge one in the audit trail", interval=0.1)
+    events = control_plane.ok(
+        "GET", f"/sessions/{sessions_of(control_plane, agent.name)[0]['id']}/events"
+    )
+    cut = next(
+        e["payload"]
+        for e in events
+        if e["kind"] == "statement" and e["payload"].get("sql_truncated")
+    )
+    assert cut["sql"] == huge[: 1 << 20]
+    assert cut["sql_chars"] == len(huge)

@@ -591,9 +591,16 @@ class ClientConnection:
             decision = enforcer.decide(st.sql)
             decisions.append(decision)
             c = decision.classification
+            sql = self._audit_sql(st.sql)
+            # Kept to a size every upload can carry, with the length of the whole.
+            cut = (
+                {}
+                if len(sql) <= AUDIT_SQL_CHARS
+                else {"sql_truncated": True, "sql_chars": len(sql)}
+            )
             record(
                 "statement",
-                sql=self._audit_sql(st.sql),
+                sql=sql[:AUDIT_SQL_CHARS],
                 protocol=st.protocol,
                 name=st.name,
                 kind=c.kind,
@@ -601,6 +608,7 @@ class ClientConnection:
                 decision="allow" if decision.allowed else "deny",
                 policies=list(decision.policies),
                 reason=decision.reason,
+                **cut,
             )
             if not decision.allowed and denied is None:
                 denied = decision
@@ -797,6 +805,10 @@ def _text_cells(body: bytes) -> tuple[str, ...]:
         pos += size
     return tuple(cells)
 
+
+# Statement text kept in an audit event: PostgreSQL accepts statements up to 1 GiB, and an
+# event larger than the control plane takes in one message would stop a node's uploads.
+AUDIT_SQL_CHARS = 1 << 20
 
 _REASON = re.compile(r"lockgate-reason:\s*([^*\n]+)", re.IGNORECASE)
 
