@@ -35,7 +35,8 @@ LINGER_SECONDS = 0.2
 # of large statements is cut short rather than refused (an event larger than this goes alone).
 BATCH_BYTES = 8 << 20
 
-_encode_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
+encode_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
+"""How event payloads are encoded (compact; anything JSON does not know as its `str`)."""
 
 
 class _Writable(Protocol):
@@ -84,13 +85,17 @@ class AuditTrail:
     def append(self, session_id: str, seq: int, kind: str, payload: dict[str, Any]) -> None:
         """Record an event; it is in the spool by the end of this turn of the event loop (at
         once when no loop runs), before anything forwarded after it."""
+        self.append_encoded(session_id, seq, kind, encode_json(payload).encode())
+
+    def append_encoded(self, session_id: str, seq: int, kind: str, payload_json: bytes) -> None:
+        """`append` with the payload already encoded as a JSON object."""
         self._unwritten.append(
             pb.AuditEvent(
                 session_id=session_id,
                 seq=seq,
                 time_ms=int(time.time() * 1000),
                 kind=kind,
-                payload_json=_encode_json(payload).encode(),
+                payload_json=payload_json,
             )
         )
         if self._write_scheduled:
@@ -178,3 +183,8 @@ class SessionAudit:
     def record(self, kind: str, /, **payload: Any) -> None:
         self.seq += 1
         self.trail.append(self.session_id, self.seq, kind, payload)
+
+    def record_encoded(self, kind: str, payload_json: bytes) -> None:
+        """`record` with the payload already encoded as a JSON object."""
+        self.seq += 1
+        self.trail.append_encoded(self.session_id, self.seq, kind, payload_json)

@@ -24,6 +24,7 @@ from typing import cast
 import grpc
 
 from data_plane import tls
+from data_plane.audit.statements import StatementPayloads
 from data_plane.audit.trail import SessionAudit
 from data_plane.protocols.postgres import codec
 from data_plane.protocols.postgres.auth import (
@@ -152,6 +153,7 @@ class ClientConnection:
         self.tls = False
         self.token_id = ""
         self.audit: SessionAudit | None = None
+        self._payloads = StatementPayloads()
         self.session_id = ""
         peer = writer.get_extra_info("peername")
         self.client_addr = f"{peer[0]}:{peer[1]}" if peer else ""
@@ -473,14 +475,14 @@ class ClientConnection:
     def _pump(self) -> None:
         """Decide queued groups in order and forward them; stop at a held statement."""
         assert self.audit is not None
-        record = self.audit.record
+        record_encoded = self.audit.record_encoded
         # Written after the events recorded for it are in the spool.
         forward = self.audit.trail.forward
         out: list[bytes] = []
         while self._queue:
             group = self._queue.popleft()
             try:
-                data, held = self._decide_group(group, record)
+                data, held = self._decide_group(group, record_encoded)
             except codec.ProtocolError as exc:
                 self.outcome = "error"
                 self.client_transport.write(
@@ -567,7 +569,9 @@ class ClientConnection:
             return sql
         return masks.mask_text(sql, self.scanner)[0]
 
-    def _decide_group(self, group: Group, record: Callable[..., None]) -> tuple[bytes, Held | None]:
+    def _decide_group(
+        self, group: Group, record_encoded: Callable[[str, bytes], None]
+    ) -> tuple[bytes, Held | None]:
         """Decide and audit a group's statements: the bytes to forward in its place, and the
         statement to hold for approval, if any (then the bytes are forwarded once approved)."""
         assert self.enforcer is not None
@@ -590,25 +594,9 @@ class ClientConnection:
         for st in group.statements:
             decision = enforcer.decide(st.sql)
             decisions.append(decision)
-            c = decision.classification
-            sql = self._audit_sql(st.sql)
-            # Kept to a size every upload can carry, with the length of the whole.
-            cut = (
-                {}
-                if len(sql) <= AUDIT_SQL_CHARS
-                else {"sql_truncated": True, "sql_chars": len(sql)}
-            )
-            record(
+            record_encoded(
                 "statement",
-                sql=sql[:AUDIT_SQL_CHARS],
-                protocol=st.protocol,
-                name=st.name,
-                kind=c.kind,
-                action=decision.action,
-                decision="allow" if decision.allowed else "deny",
-                policies=list(decision.policies),
-                reason=decision.reason,
-                **cut,
+                self._payloads.encode(self._audit_sql(st.sql), st.protocol, st.name, decision),
             )
             if not decision.allowed and denied is None:
                 denied = decision
@@ -805,10 +793,6 @@ def _text_cells(body: bytes) -> tuple[str, ...]:
         pos += size
     return tuple(cells)
 
-
-# Statement text kept in an audit event: PostgreSQL accepts statements up to 1 GiB, and an
-# event larger than the control plane takes in one message would stop a node's uploads.
-AUDIT_SQL_CHARS = 1 << 20
 
 _REASON = re.compile(r"lockgate-reason:\s*([^*\n]+)", re.IGNORECASE)
 
