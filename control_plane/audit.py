@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,14 +75,18 @@ def payload_of(event: pb.AuditEvent) -> dict[str, Any]:
     return payload if isinstance(payload, dict) else {"value": payload}
 
 
-_node_locks: dict[str, asyncio.Lock] = {}
+# Per event loop: an asyncio.Lock that once waited belongs to its loop.
+_node_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def node_lock(node_name: str) -> asyncio.Lock:
     """Held from before `ingest` until its transaction commits: one batch of a node at a time."""
-    lock = _node_locks.get(node_name)
+    locks = _node_locks.setdefault(asyncio.get_running_loop(), {})
+    lock = locks.get(node_name)
     if lock is None:
-        lock = _node_locks[node_name] = asyncio.Lock()
+        lock = locks[node_name] = asyncio.Lock()
     return lock
 
 
