@@ -129,7 +129,7 @@ class AuditBlock(SQLModel, table=True):
 
     A busy node sends thousands of statement events a second, and a row per event cost the
     control plane more CPU than the node spent relaying the statements. Events are decoded
-    when read (`control_plane.audit.events_of`). Blocks of a session never overlap, so
+    when read (`control_plane.audit.read_events`). Blocks of a session never overlap, so
     ordered by `last_seq` they are in sequence order, and the unique (session_id, last_seq)
     index finds the blocks after any cursor and a session's last stored event."""
 

@@ -22,20 +22,26 @@ SQL_CHARS = 1 << 20
 _DECISIONS_KEPT = 4096
 
 
-def statement_fields(
-    sql: str, protocol: str, name: str, decision: StatementDecision
-) -> dict[str, Any]:
-    """The event's payload as a dict (what `StatementPayloads.encode` encodes)."""
-    c = decision.classification
-    fields: dict[str, Any] = {
-        "sql": sql[:SQL_CHARS],
-        "protocol": protocol,
-        "name": name,
-        "kind": c.kind,
+def _decision_fields(decision: StatementDecision) -> dict[str, Any]:
+    """The fields of a statement's payload that depend only on its decision."""
+    return {
+        "kind": decision.classification.kind,
         "action": decision.action,
         "decision": "allow" if decision.allowed else "deny",
         "policies": list(decision.policies),
         "reason": decision.reason,
+    }
+
+
+def statement_fields(
+    sql: str, protocol: str, name: str, decision: StatementDecision
+) -> dict[str, Any]:
+    """The event's payload as a dict (what `StatementPayloads.encode` encodes)."""
+    fields: dict[str, Any] = {
+        "sql": sql[:SQL_CHARS],
+        "protocol": protocol,
+        "name": name,
+        **_decision_fields(decision),
     }
     if len(sql) > SQL_CHARS:
         # Kept to a size every upload can carry, with the length of the whole.
@@ -55,16 +61,7 @@ class StatementPayloads:
     def encode(self, sql: str, protocol: str, name: str, decision: StatementDecision) -> bytes:
         entry = self._tails.get(id(decision))
         if entry is None or entry[0] is not decision:
-            c = decision.classification
-            tail = encode_json(
-                {
-                    "kind": c.kind,
-                    "action": decision.action,
-                    "decision": "allow" if decision.allowed else "deny",
-                    "policies": list(decision.policies),
-                    "reason": decision.reason,
-                }
-            )[1:-1]
+            tail = encode_json(_decision_fields(decision))[1:-1]
             if len(self._tails) >= _DECISIONS_KEPT:
                 self._tails.clear()
             entry = self._tails[id(decision)] = (decision, tail)
