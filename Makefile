@@ -12,7 +12,8 @@ help: ## list the targets
 system-deps: ## install the OS packages the tests need (idempotent; apt on Debian)
 	@scripts/system-deps.sh
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml data_plane/protocols/postgres/_fastpath.c
+	@scripts/build-deps.sh
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

@@ -57,6 +57,11 @@ class Node:
             "audit events not yet acknowledged",
             registry=self.registry,
         )
+        self.m_fast_path = Counter(
+            "lockgate_node_pg_fast_path_statements",
+            "PostgreSQL statements audited and forwarded by the fast path (counted at session end)",
+            registry=self.registry,
+        )
         self.m_terminated = Counter(
             "lockgate_node_sessions_terminated",
             "sessions ended by the node (revoked or expired token)",
@@ -88,6 +93,9 @@ class Node:
     def unregister(self, session: LiveSession) -> None:
         self._sessions.discard(session)
         self.m_sessions.set(len(self._sessions))
+
+    def count_fast_path(self, statements: int) -> None:
+        self.m_fast_path.inc(statements)
 
     # bundles and token lifetimes ---------------------------------------------------------
 

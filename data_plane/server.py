@@ -47,6 +47,10 @@ class NodeContext(Protocol):
 
     def unregister(self, session: LiveSession) -> None: ...
 
+    def count_fast_path(self, statements: int) -> None:
+        """Statements a session's fast path audited and forwarded (counted as it ends)."""
+        ...
+
 
 class ProtocolServer(Protocol):
     name: str

@@ -123,6 +123,23 @@ class Enforcer:
                 self._remember(self._by_key, key, decision)
         return decision
 
+    @property
+    def fresh_until(self) -> float:
+        """When the decisions cached so far stop holding (seconds since the epoch)."""
+        return self._fresh_until
+
+    def reuse(self, decision: StatementDecision) -> str | None:
+        """Whether `decision`, which `decide` just gave, may be given again without asking:
+        "shape" for every text with the statement's shape key (what `decide` does for a
+        plain read), "text" for the same text, None when the statement must come back here
+        (denied, held, masked, or depending on earlier statements of the session)."""
+        c = decision.classification
+        if not decision.allowed or decision.hold is not None or decision.plans:
+            return None
+        if c.executes or c.prepared_name is not None:
+            return None
+        return "shape" if _shape_decides(c) else "text"
+
     def _expire_cache(self, now: float) -> None:
         """Forget cached decisions when time could change them: at the top of each UTC hour
         (`context.hour` windows) and at the next expiry of a grant to this identity."""

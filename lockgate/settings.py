@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # `audit_linger` seconds for more (fewer, larger uploads cost the control plane less).
     audit_batch_size: int = 5000
     audit_linger: float = 0.2
+    # Statements a PostgreSQL session has already decided are audited and forwarded in C
+    # (data_plane/protocols/postgres/_fastpath.c); off, every statement takes the Python path.
+    pg_fast_path: bool = True
 
     @field_validator("node_labels", mode="before")
     @classmethod

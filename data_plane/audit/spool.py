@@ -51,7 +51,8 @@ class _Stop(enum.Enum):
     BAD = "bad"  # a torn or corrupt record starts at the reader's offset
 
 
-def _frame(event: pb.AuditEvent) -> bytes:
+def frame(event: pb.AuditEvent) -> bytes:
+    """The spool's record of `event`: its length, its CRC32 and the event serialized."""
     payload = event.SerializeToString()
     if not payload:
         # An empty record would be indistinguishable from the zero-filled tail a filesystem can
@@ -214,14 +215,17 @@ class AuditSpool:
     def append(self, event: pb.AuditEvent) -> None:
         """Write one event to the current segment."""
         self._check_open()
-        self._write(_frame(event))
+        self._write(frame(event))
         self._count += 1
         self._appended += 1
 
     def append_many(self, events: Iterable[pb.AuditEvent]) -> None:
         """Write several events with a single write call."""
+        self.append_frames([frame(event) for event in events])
+
+    def append_frames(self, records: list[bytes]) -> None:
+        """Write records made by `frame` (or framed as it frames) with a single write call."""
         self._check_open()
-        records = [_frame(event) for event in events]
         if not records:
             return
         self._write(b"".join(records))

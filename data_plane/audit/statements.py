@@ -58,18 +58,23 @@ class StatementPayloads:
         # the decision keeps its id from being reused while the entry exists.
         self._tails: dict[int, tuple[StatementDecision, str]] = {}
 
-    def encode(self, sql: str, protocol: str, name: str, decision: StatementDecision) -> bytes:
+    def tail(self, decision: StatementDecision) -> str:
+        """The payload's fields from "kind" on, encoded, without the braces."""
         entry = self._tails.get(id(decision))
         if entry is None or entry[0] is not decision:
             tail = encode_json(_decision_fields(decision))[1:-1]
             if len(self._tails) >= _DECISIONS_KEPT:
                 self._tails.clear()
             entry = self._tails[id(decision)] = (decision, tail)
+        return entry[1]
+
+    def encode(self, sql: str, protocol: str, name: str, decision: StatementDecision) -> bytes:
+        tail = self.tail(decision)
         cut = ""
         if len(sql) > SQL_CHARS:
             cut = f',"sql_truncated":true,"sql_chars":{len(sql)}'
             sql = sql[:SQL_CHARS]
         return (
             f'{{"sql":{_json_str(sql)},"protocol":{_json_str(protocol)},'
-            f'"name":{_json_str(name)},{entry[1]}{cut}}}'
+            f'"name":{_json_str(name)},{tail}{cut}}}'
         ).encode()

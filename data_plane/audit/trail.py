@@ -5,7 +5,9 @@ A protocol session records an event before it forwards the request it describes,
 through `AuditTrail.forward`: the events recorded in one turn of the event loop go to the
 spool in one write at the end of that turn, and what was forwarded meanwhile is written to its
 socket after them. Nothing reaches a target before its event is in the spool (page cache), and
-a busy node makes one write(2) a turn instead of one an event.
+a busy node makes one write(2) a turn instead of one an event. Events are framed as the spool
+stores them when they are recorded; the PostgreSQL fast path frames its own
+(`forward_framed`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
-from data_plane.audit.spool import AuditSpool
+from data_plane.audit.spool import AuditSpool, frame
 from protos.lockgate.v1 import node_pb2 as pb
 
 log = logging.getLogger("lockgate.node.audit")
@@ -75,7 +77,7 @@ class AuditTrail:
         self.linger = linger
         self._wake = asyncio.Event()
         self.uploaded = 0
-        self._unwritten: list[pb.AuditEvent] = []  # recorded this turn, not yet in the spool
+        self._unwritten: list[bytes] = []  # framed events recorded this turn, not yet spooled
         self._after_write: list[tuple[_Writable, bytes]] = []  # forwarded meanwhile
         self._write_scheduled = False
 
@@ -90,23 +92,18 @@ class AuditTrail:
     def append_encoded(self, session_id: str, seq: int, kind: str, payload_json: bytes) -> None:
         """`append` with the payload already encoded as a JSON object."""
         self._unwritten.append(
-            pb.AuditEvent(
-                session_id=session_id,
-                seq=seq,
-                time_ms=int(time.time() * 1000),
-                kind=kind,
-                payload_json=payload_json,
+            frame(
+                pb.AuditEvent(
+                    session_id=session_id,
+                    seq=seq,
+                    time_ms=int(time.time() * 1000),
+                    kind=kind,
+                    payload_json=payload_json,
+                )
             )
         )
-        if self._write_scheduled:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.write_pending()
-            return
-        loop.call_soon(self.write_pending)
-        self._write_scheduled = True
+        if not self._write_scheduled:
+            self._schedule_write()
 
     def forward(self, transport: _Writable, data: bytes) -> None:
         """Write `data` to `transport` once every event recorded so far is in the spool."""
@@ -114,6 +111,23 @@ class AuditTrail:
             self._after_write.append((transport, data))
         else:
             transport.write(data)
+
+    def forward_framed(self, record: bytes, transport: _Writable, data: bytes) -> None:
+        """Record an event already framed as the spool stores it (`spool.frame`), then
+        `forward` `data` after it: what the PostgreSQL fast path does for each statement."""
+        self._unwritten.append(record)
+        self._after_write.append((transport, data))
+        if not self._write_scheduled:
+            self._schedule_write()
+
+    def _schedule_write(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.write_pending()
+            return
+        loop.call_soon(self.write_pending)
+        self._write_scheduled = True
 
     def write_pending(self) -> None:
         """Spool the events recorded so far in one write, then release what waited for them.
@@ -125,7 +139,7 @@ class AuditTrail:
         waiting, self._after_write = self._after_write, []
         try:
             if events:
-                self.spool.append_many(events)
+                self.spool.append_frames(events)
                 self._wake.set()
         except Exception:
             log.exception("cannot spool %d audit events; aborting their sessions", len(events))

@@ -56,6 +56,12 @@ from protos.lockgate.v1 import node_pb2 as pb
 
 log = logging.getLogger("lockgate.node.pg")
 
+try:
+    from data_plane.protocols.postgres._fastpath import FastPath
+except ImportError:  # not built (`make setup` builds it): every statement takes the Python path
+    FastPath = None  # type: ignore[assignment,misc]
+    log.warning("the PostgreSQL fast path is not built; statements take the Python path")
+
 READ_SIZE = 1 << 16
 SYNC_MESSAGE = b"S\x00\x00\x00\x04"
 VIEWS_SQL = (
@@ -173,6 +179,7 @@ class ClientConnection:
         self._queue: deque[Group] = deque()
         self._holding: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.fast: FastPath | None = None
 
     # the session, state by state ---------------------------------------------------------
 
@@ -444,8 +451,25 @@ class ClientConnection:
         # Bytes the stream readers buffered before the switch are handled first.
         early_client = _drain_buffer(self.reader)
         early_upstream = _drain_buffer(self.upstream_reader)
-        client.set_protocol(_RelaySide(self._from_client, self._lost, peer=upstream))
-        upstream.set_protocol(_RelaySide(self._from_upstream, self._lost, peer=client))
+        on_client, on_upstream = self._from_client, self._from_upstream
+        if (
+            FastPath is not None
+            and self.server.settings.pg_fast_path
+            and self.server_stream is None
+        ):
+            # Results pass as they are, so statements decided before can take the fast path.
+            self.fast = FastPath(
+                client=client,
+                upstream=upstream,
+                audit=self.audit,
+                forward_framed=self.audit.trail.forward_framed,
+                slow=self._from_client,
+                prepared=self._stream.prepared,
+                session_id=self.session_id.encode(),
+            )
+            on_client, on_upstream = self.fast.client_data, self.fast.upstream_data
+        client.set_protocol(_RelaySide(on_client, self._lost, peer=upstream))
+        upstream.set_protocol(_RelaySide(on_upstream, self._lost, peer=client))
         if early_upstream:
             self._from_upstream(early_upstream)
         if early_client:
@@ -471,6 +495,19 @@ class ClientConnection:
             return
         if self._holding is None:
             self._pump()
+        self._allow_fast()
+
+    def _allow_fast(self) -> None:
+        """Let client bytes take the fast path only while this path has nothing of its own in
+        progress (a held statement, queued groups, half a message, a skip to the next Sync)."""
+        if self.fast is not None:
+            self.fast.enabled = not (
+                self._holding is not None
+                or self._queue
+                or self.skip_until_sync
+                or self._stream.pending
+                or self._stream.terminated
+            )
 
     def _pump(self) -> None:
         """Decide queued groups in order and forward them; stop at a held statement."""
@@ -518,6 +555,7 @@ class ClientConnection:
         if not self._done.done():
             self.client_transport.resume_reading()
             self._pump()
+            self._allow_fast()
 
     def _from_upstream(self, data: bytes) -> None:
         self.bytes_out += len(data)
@@ -563,6 +601,8 @@ class ClientConnection:
         fresh.prepared = self.enforcer.prepared
         fresh.views = self.enforcer.views
         self.enforcer = fresh
+        if self.fast is not None:
+            self.fast.forget()  # decided under the old bundle
 
     def _audit_sql(self, sql: str) -> str:
         if self.scanner is None:
@@ -591,6 +631,7 @@ class ClientConnection:
         denied = None
         held: tuple[Statement, StatementDecision] | None = None
         decisions = []
+        fast = self.fast
         for st in group.statements:
             decision = enforcer.decide(st.sql)
             decisions.append(decision)
@@ -598,6 +639,11 @@ class ClientConnection:
                 "statement",
                 self._payloads.encode(self._audit_sql(st.sql), st.protocol, st.name, decision),
             )
+            if fast is not None and st.protocol != "fastpath":
+                reuse = enforcer.reuse(decision)
+                if reuse is not None:
+                    tail = self._payloads.tail(decision).encode()
+                    fast.learn(st.sql, tail, reuse == "shape", enforcer.fresh_until)
             if not decision.allowed and denied is None:
                 denied = decision
             elif decision.hold is not None and held is None:
@@ -764,12 +810,14 @@ class ClientConnection:
             self.node.unregister(self)
         if self.cancel_key is not None:
             self.server.cancel_keys.pop(self.cancel_key, None)
+        if self.fast is not None:
+            self.node.count_fast_path(self.fast.statements)
         if self.audit is not None:
             self.audit.record(
                 "session.end",
                 outcome=self.outcome,
-                bytes_in=self.bytes_in,
-                bytes_out=self.bytes_out,
+                bytes_in=self.bytes_in + (self.fast.bytes_in if self.fast else 0),
+                bytes_out=self.bytes_out + (self.fast.bytes_out if self.fast else 0),
                 denied=self.denied,
                 masked_cells=self.server_stream.masked_cells if self.server_stream else 0,
             )
@@ -813,12 +861,13 @@ class _RelaySide(asyncio.Protocol):
         on_lost: Callable[[Exception | None], None],
         peer: asyncio.Transport,
     ) -> None:
-        self.on_data = on_data
+        # The transport calls `on_data` itself, without a method of ours in between.
+        self.data_received = on_data  # type: ignore[method-assign,assignment]
         self.on_lost = on_lost
         self.peer = peer
 
-    def data_received(self, data: bytes) -> None:
-        self.on_data(data)
+    def data_received(self, data: bytes) -> None:  # replaced per instance in __init__
+        raise NotImplementedError
 
     def eof_received(self) -> bool:
         return False

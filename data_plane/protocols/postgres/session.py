@@ -93,6 +93,16 @@ class ClientStream:
         self.terminated = False
         self._prepared: dict[str, str] = {}  # protocol-level statement name -> SQL
 
+    @property
+    def pending(self) -> bool:
+        """Whether part of a message or of a group waits for the rest."""
+        return bool(self._pending)
+
+    @property
+    def prepared(self) -> dict[str, str]:
+        """Protocol-level statement names the client prepared, with their SQL."""
+        return self._prepared
+
     def feed(self, data: bytes) -> list[Group]:
         if self._pending:
             self._pending += data

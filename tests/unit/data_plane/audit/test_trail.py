@@ -105,7 +105,7 @@ async def test_events_the_spool_refuses_are_not_forwarded(
     def full_disk(events: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(trail.spool, "append_many", full_disk)
+    monkeypatch.setattr(trail.spool, "append_frames", full_disk)
     upstream = Socket(trail)
     trail.session().record("statement", sql="DELETE FROM t")
     trail.forward(upstream, b"Q")

@@ -1,0 +1,150 @@
+"""Statements a session has decided before take the fast path (C): through a real node with psql
+and psycopg, they are audited as the first one was, in order, and a policy change still reaches
+them; with the fast path off, the same statements take the Python path."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from tests.harness.lockgate import ControlPlane, Node
+from tests.harness.processes import wait_until
+from tests.integration.conftest import Agent, make_agent, wait_for_revision
+
+
+def fast_path_count(node: Node) -> float:
+    text = httpx.get(f"http://127.0.0.1:{node.http_port}/metrics", timeout=5).text
+    found = re.search(r"^lockgate_node_pg_fast_path_statements_total (\S+)$", text, re.M)
+    assert found, text
+    return float(found.group(1))
+
+
+def session_events(cp: ControlPlane, identity: str, count: int) -> list[dict]:
+    """The events of the identity's only session, once its `session.end` and `count`
+    statements are stored."""
+    found: list[dict] = []
+
+    def stored() -> bool:
+        sessions = cp.ok("GET", f"/sessions?identity={identity}")
+        if len(sessions) != 1:
+            return False
+        found[:] = cp.ok("GET", f"/sessions/{sessions[0]['id']}/events")
+        kinds = [e["kind"] for e in found]
+        return "session.end" in kinds and kinds.count("statement") == count
+
+    wait_until(stored, 10, "the session's events")
+    return found
+
+
+def psql(node: Node, agent: Agent, script: str) -> str:
+    dsn = node.dsn(agent.name, agent.token, "appdb")
+    return subprocess.run(
+        ["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-", "-d", dsn],
+        input=script,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+
+
+@pytest.fixture
+def fresh_agent(control_plane: ControlPlane, node: Node, appdb: str) -> Agent:
+    agent = make_agent(control_plane)
+    wait_for_revision(control_plane, node)
+    return agent
+
+
+def test_psql_statements_after_the_first_are_audited_alike_and_in_order(
+    node: Node, fresh_agent: Agent, control_plane: ControlPlane
+):
+    before = fast_path_count(node)
+    script = "".join(f"SELECT {i} AS n, 'row {i}' AS label;\n" for i in range(30))
+    out = psql(node, fresh_agent, script)
+    assert out.split() == [x for i in range(30) for x in (f"{i}|row", f"{i}")]
+    events = session_events(control_plane, fresh_agent.name, 30)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    statements = [e["payload"] for e in events if e["kind"] == "statement"]
+    assert [p["sql"] for p in statements] == [
+        f"SELECT {i} AS n, 'row {i}' AS label;" for i in range(30)
+    ]
+    first = {k: v for k, v in statements[0].items() if k != "sql"}
+    assert first["decision"] == "allow" and first["protocol"] == "simple"
+    assert all({k: v for k, v in p.items() if k != "sql"} == first for p in statements[1:])
+    # The first was decided by the enforcer; the other 29 share its shape.
+    assert fast_path_count(node) - before == 29
+
+
+def test_psycopg_prepared_executions_take_the_fast_path(
+    node: Node, fresh_agent: Agent, control_plane: ControlPlane
+):
+    before = fast_path_count(node)
+    dsn = node.dsn(fresh_agent.name, fresh_agent.token, "appdb")
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=0) as conn:
+        got = [conn.execute("SELECT %s::int + 1", (i,)).fetchone()[0] for i in range(20)]
+    assert got == list(range(1, 21))
+    statements = [
+        e["payload"]
+        for e in session_events(control_plane, fresh_agent.name, 21)
+        if e["kind"] == "statement"
+    ]
+    # The Parse is decided by the enforcer (the Python path), each execution is a Bind.
+    assert [p["protocol"] for p in statements] == ["extended"] + ["execute"] * 20
+    assert {p["sql"] for p in statements} == {"SELECT $1::int + 1"}
+    assert len({p["name"] for p in statements}) == 1
+    assert fast_path_count(node) - before == 20
+
+
+def test_a_new_policy_reaches_statements_the_fast_path_learned(
+    node: Node, fresh_agent: Agent, control_plane: ControlPlane
+):
+    dsn = node.dsn(fresh_agent.name, fresh_agent.token, "appdb")
+    name = f"forbid-{fresh_agent.name}"
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
+        cur = psycopg.ClientCursor(conn)  # simple protocol, literals in the text
+        for i in range(5):
+            cur.execute(f"SELECT {i} AS n")
+        control_plane.ok(
+            "POST",
+            "/policies",
+            json={
+                "name": name,
+                "cedar": f'forbid(principal == Identity::"{fresh_agent.name}", action, resource);',
+            },
+        )
+        try:
+            wait_for_revision(control_plane, node)
+            for sql in ("SELECT 4 AS n", "SELECT 5 AS n"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    cur.execute(sql)
+        finally:
+            control_plane.ok("DELETE", f"/policies/{name}")
+        wait_for_revision(control_plane, node)
+        cur.execute("SELECT 6 AS n")
+        assert cur.fetchone() == (6,)
+
+
+@pytest.fixture
+def slow_node(control_plane: ControlPlane, appdb: str) -> Iterator[Node]:
+    n = Node(control_plane, "it-node-python-path", extra_env={"LOCKGATE_PG_FAST_PATH": "0"})
+    n.start()
+    yield n
+    n.cleanup()
+
+
+def test_with_the_fast_path_off_every_statement_takes_the_python_path(
+    slow_node: Node, fresh_agent: Agent, control_plane: ControlPlane
+):
+    wait_for_revision(control_plane, slow_node)
+    script = "".join(f"SELECT {i} AS n;\n" for i in range(10))
+    psql(slow_node, fresh_agent, script)
+    events = session_events(control_plane, fresh_agent.name, 10)
+    assert [e["payload"]["sql"] for e in events if e["kind"] == "statement"] == [
+        f"SELECT {i} AS n;" for i in range(10)
+    ]
+    assert fast_path_count(slow_node) == 0
