@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
 
+from data_plane.audit.spool import batch_of
 from lockgate import __version__
 from protos.lockgate.v1 import node_pb2 as pb
 from protos.lockgate.v1 import node_pb2_grpc as pb_grpc
@@ -37,6 +38,13 @@ class ControlPlaneClient:
             ],
         )
         self._stub = pb_grpc.NodeServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        # UploadAudit with the batch already serialized: the spool holds events serialized,
+        # and parsing them only to serialize them again would cost the node per event.
+        self._upload_serialized = self._channel.unary_unary(
+            "/lockgate.v1.NodeService/UploadAudit",
+            request_serializer=None,
+            response_deserializer=pb.AuditAck.FromString,
+        )
         self.connected = False
 
     async def subscribe(
@@ -102,9 +110,10 @@ class ControlPlaneClient:
                     return
                 await asyncio.sleep(0.2)
 
-    async def upload(self, events: list[pb.AuditEvent]) -> pb.AuditAck:
-        result: pb.AuditAck = await self._stub.UploadAudit(
-            pb.AuditBatch(events=events), metadata=self._metadata, timeout=10.0
+    async def upload(self, events: list[bytes]) -> pb.AuditAck:
+        """Upload serialized `AuditEvent`s as one `AuditBatch`."""
+        result: pb.AuditAck = await self._upload_serialized(
+            batch_of(events), metadata=self._metadata, timeout=10.0
         )
         return result
 

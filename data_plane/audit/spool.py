@@ -38,6 +38,7 @@ log = logging.getLogger("lockgate.audit.spool")
 _HEADER = struct.Struct("<II")  # payload length, CRC32 of the payload
 _MAX_PAYLOAD = 0xFFFFFFFF
 _READ_CHUNK = 64 << 10
+_KEPT = 20000  # appended records kept as pending, at most (see append_frames)
 _SEGMENT_NAME = re.compile(r"(\d{12})\.seg")
 _CURSOR = "cursor"
 _CURSOR_TMP = "cursor.tmp"
@@ -49,6 +50,30 @@ Position = tuple[int, int]
 class _Stop(enum.Enum):
     END = "end"  # no further complete record before the known end of the segment
     BAD = "bad"  # a torn or corrupt record starts at the reader's offset
+
+
+def _field_1_head(size: int) -> bytes:
+    """Tag and length of a length-delimited field 1 of `size` bytes (protobuf encoding)."""
+    head = bytearray(b"\x0a")
+    while size >= 0x80:
+        head.append((size & 0x7F) | 0x80)
+        size >>= 7
+    head.append(size)
+    return bytes(head)
+
+
+_SMALL = 1 << 14
+_FIELD_1_HEADS = [_field_1_head(size) for size in range(_SMALL)]  # every event of a statement
+
+
+def batch_of(events: list[bytes]) -> bytes:
+    """The serialized `AuditBatch` of serialized events (each is field 1, length-delimited)."""
+    heads = _FIELD_1_HEADS
+    parts: list[bytes] = []
+    for event in events:
+        n = len(event)
+        parts += (heads[n] if n < _SMALL else _field_1_head(n), event)
+    return b"".join(parts)
 
 
 def frame(event: pb.AuditEvent) -> bytes:
@@ -181,8 +206,9 @@ class AuditSpool:
         self._appended = 0
         self._last_peek = 0
         self._closed = False
-        # Records already read from the cursor onward, each with the position just after it.
-        self._pending: deque[tuple[pb.AuditEvent, Position]] = deque()
+        # Records (serialized events) from the cursor onward, each with the position just
+        # after it: read from the segments, or kept as they were appended (see append_frames).
+        self._pending: deque[tuple[bytes, Position]] = deque()
         # Where a corrupt record was found, so each is reported once and counted consistently.
         self._damaged: set[Position] = set()
 
@@ -224,32 +250,81 @@ class AuditSpool:
         self.append_frames([frame(event) for event in events])
 
     def append_frames(self, records: list[bytes]) -> None:
-        """Write records made by `frame` (or framed as it frames) with a single write call."""
+        """Write records made by `frame` (or framed as it frames) with a single write call.
+
+        While the reader has caught up with the writer, the records are also kept as pending,
+        so that peeking does not read back what was just written (up to `_KEPT` of them: a
+        control plane that is away leaves the rest on disk, read when it is back)."""
         self._check_open()
         if not records:
             return
+        reader = self._reader
+        start = self._write_size
+        caught_up = (
+            reader.number == self._write_seg
+            and reader.offset == start
+            and len(self._pending) + len(records) <= _KEPT
+        )
         self._write(b"".join(records))
         self._count += len(records)
         self._appended += len(records)
+        if caught_up and reader.number == self._write_seg:  # (not when the write rotated)
+            offset = self._write_size - sum(map(len, records))
+            for record in records:
+                offset += len(record)
+                self._pending.append((record[_HEADER.size :], (self._write_seg, offset)))
+            reader.offset = offset
 
     def peek(self, limit: int, max_bytes: int | None = None) -> list[pb.AuditEvent]:
         """The oldest unacknowledged events in append order, without consuming: at most `limit`,
         and with `max_bytes`, no more than fit in that many serialized bytes (but always the
         first, however large)."""
+        return [pb.AuditEvent.FromString(r) for r in self.peek_serialized(limit, max_bytes)]
+
+    def peek_serialized(self, limit: int, max_bytes: int | None = None) -> list[bytes]:
+        """`peek`, each event as its serialized bytes (an `AuditBatch` is their
+        concatenation, each as field 1: see `batch_of`). Records that do not decode are
+        skipped with a warning, as damage is."""
         self._check_open()
         if limit < 0:
             raise ValueError("limit must not be negative")
-        self._fill(limit)
-        batch = [event for event, _ in itertools.islice(self._pending, limit)]
-        if max_bytes is not None and batch:
-            total = 0
-            for n, event in enumerate(batch):
-                total += event.ByteSize()
-                if total > max_bytes and n > 0:
-                    del batch[n:]
-                    break
-        self._last_peek = len(batch)
-        return batch
+        while True:
+            self._fill(limit)
+            batch = [record for record, _ in itertools.islice(self._pending, limit)]
+            if max_bytes is not None and batch:
+                total = 0
+                for n, record in enumerate(batch):
+                    total += len(record)
+                    if total > max_bytes and n > 0:
+                        del batch[n:]
+                        break
+            try:
+                pb.AuditBatch.FromString(batch_of(batch))  # one check for the whole batch
+            except DecodeError:
+                if self._drop_undecodable(len(batch)):
+                    continue
+                log.error("an audit batch does not decode though each of its events does")
+            self._last_peek = len(batch)
+            return batch
+
+    def _drop_undecodable(self, within: int) -> int:
+        """Drop the records among the first `within` pending that do not decode; how many."""
+        before = len(self._pending)
+        kept: deque[tuple[bytes, Position]] = deque()
+        for n, (record, position) in enumerate(self._pending):
+            if n < within:
+                try:
+                    pb.AuditEvent.FromString(record)
+                except DecodeError:
+                    log.warning(
+                        "skipping undecodable audit record in segment %d ending at offset %d",
+                        *position,
+                    )
+                    self._count -= 1
+                    continue
+            kept.append((record, position))
+        self._pending = kept
+        return before - len(kept)
 
     def ack(self, count: int) -> None:
         """Mark the first `count` events of the last peek delivered and drop what is behind them."""
@@ -355,17 +430,7 @@ class AuditSpool:
             record = reader.next(end)
             if isinstance(record, _Stop):
                 return record
-            try:
-                event = pb.AuditEvent.FromString(record)
-            except DecodeError:
-                log.warning(
-                    "skipping undecodable audit record in segment %d ending at offset %d",
-                    reader.number,
-                    reader.offset,
-                )
-                self._count -= 1
-                continue
-            self._pending.append((event, (reader.number, reader.offset)))
+            self._pending.append((record, (reader.number, reader.offset)))
         return None
 
     def _count_from(self, position: Position) -> int:

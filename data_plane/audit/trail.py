@@ -50,7 +50,9 @@ class _Writable(Protocol):
 
 
 class Uploader(Protocol):
-    async def upload(self, events: list[pb.AuditEvent]) -> pb.AuditAck: ...
+    async def upload(self, events: list[bytes]) -> pb.AuditAck:
+        """Store serialized `AuditEvent`s (an `AuditBatch` of them)."""
+        ...
 
 
 def new_session_id() -> str:
@@ -178,8 +180,8 @@ class AuditTrail:
                 self.spool.ack(len(batch))
                 self.uploaded += len(batch)
 
-    def _peek(self) -> list[pb.AuditEvent]:
-        return self.spool.peek(self.batch_size, self.batch_bytes)
+    def _peek(self) -> list[bytes]:
+        return self.spool.peek_serialized(self.batch_size, self.batch_bytes)
 
     def close(self) -> None:
         self.write_pending()

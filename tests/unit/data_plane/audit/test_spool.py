@@ -6,6 +6,7 @@ import shutil
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from data_plane.audit import spool as spool_module
-from data_plane.audit.spool import AuditSpool
+from data_plane.audit.spool import AuditSpool, batch_of, frame
 from protos.lockgate.v1 import node_pb2 as pb
 
 HEADER = 8  # uint32 length + uint32 CRC32
@@ -142,6 +143,53 @@ def test_append_many_issues_one_write(tmp_path: Path, monkeypatch: pytest.Monkey
     spool.append_many(event(n) for n in range(50))
     assert len(writes) == 1
     assert len(spool) == 50
+    spool.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=20000), max_size=4))
+def test_batch_of_serialized_events_is_the_batch_protobuf_makes(payloads: list[bytes]) -> None:
+    events = [pb.AuditEvent(session_id="s", seq=n, payload_json=p) for n, p in enumerate(payloads)]
+    serialized = [e.SerializeToString() for e in events]
+    assert batch_of(serialized) == pb.AuditBatch(events=events).SerializeToString()
+
+
+def test_records_appended_while_caught_up_are_not_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = AuditSpool(tmp_path)
+    spool.append_many([event(1), event(2)])
+    spool.peek(10)
+    spool.ack(2)
+
+    def no_reading(*args: object) -> None:
+        raise AssertionError("read back from the segment")
+
+    monkeypatch.setattr(spool_module._SegmentReader, "_bytes", no_reading)
+    spool.append_many([event(3), event(4)])
+    spool.append_frames([frame(event(5))])
+    assert seqs(spool.peek(10)) == [3, 4, 5]
+    spool.ack(2)
+    monkeypatch.undo()
+    spool.close()
+    reopened = AuditSpool(tmp_path)  # what was kept in memory is on disk too
+    assert seqs(reopened.peek(10)) == [5]
+    reopened.close()
+
+
+def test_a_record_that_does_not_decode_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = AuditSpool(tmp_path)
+    garbage = b"\xff\xff\xff"  # its CRC is right: only decoding can tell
+    bad = len(garbage).to_bytes(4, "little") + zlib.crc32(garbage).to_bytes(4, "little") + garbage
+    spool.append_frames([frame(event(1)), bad, frame(event(2))])
+    with caplog.at_level(logging.WARNING, logger="lockgate.audit.spool"):
+        assert seqs(spool.peek(10)) == [1, 2]
+    assert len(spool) == 2
+    assert any("undecodable" in r.getMessage() for r in caplog.records)
+    spool.ack(2)
+    assert len(spool) == 0
     spool.close()
 
 
@@ -521,8 +569,14 @@ class SpoolMachine(RuleBasedStateMachine):
     def directory(self) -> Path:
         return self.root / str(self.generation)
 
-    @initialize(segment_bytes=st.sampled_from([64, 400, 16 << 20]))
-    def open(self, segment_bytes: int) -> None:
+    @initialize(
+        segment_bytes=st.sampled_from([64, 400, 16 << 20]), kept=st.sampled_from([3, 20000])
+    )
+    def open(self, segment_bytes: int, kept: int) -> None:
+        # How many appended records stay pending in memory: a few (the rest is read back from
+        # the segments, as after a long control-plane outage) or all of them here.
+        self.kept = spool_module._KEPT
+        spool_module._KEPT = kept
         self.segment_bytes = segment_bytes
         self.spool = AuditSpool(self.directory, segment_bytes=segment_bytes, fsync_interval=60)
 
@@ -572,6 +626,7 @@ class SpoolMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         if hasattr(self, "spool"):
             self.spool.close()
+            spool_module._KEPT = self.kept
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from data_plane.audit.spool import batch_of
 from data_plane.audit.trail import AuditTrail
 from protos.lockgate.v1 import node_pb2 as pb
 
@@ -138,8 +139,8 @@ class Uploads:
         self.batches: list[list[pb.AuditEvent]] = []
         self.event = asyncio.Event()
 
-    async def upload(self, events: list[pb.AuditEvent]) -> pb.AuditAck:
-        self.batches.append(list(events))
+    async def upload(self, events: list[bytes]) -> pb.AuditAck:
+        self.batches.append(list(pb.AuditBatch.FromString(batch_of(events)).events))
         self.event.set()
         return pb.AuditAck(accepted=len(events))
 
