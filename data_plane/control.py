@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
 
-from data_plane.audit.spool import batch_of
 from lockgate import __version__
+from lockgate.audit_batch import batch_of
 from protos.lockgate.v1 import node_pb2 as pb
 from protos.lockgate.v1 import node_pb2_grpc as pb_grpc
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from data_plane.audit import spool as spool_module
-from data_plane.audit.spool import AuditSpool, batch_of, frame
+from data_plane.audit.spool import AuditSpool, frame
 from protos.lockgate.v1 import node_pb2 as pb
 
 HEADER = 8  # uint32 length + uint32 CRC32
@@ -144,14 +144,6 @@ def test_append_many_issues_one_write(tmp_path: Path, monkeypatch: pytest.Monkey
     assert len(writes) == 1
     assert len(spool) == 50
     spool.close()
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.binary(max_size=20000), max_size=4))
-def test_batch_of_serialized_events_is_the_batch_protobuf_makes(payloads: list[bytes]) -> None:
-    events = [pb.AuditEvent(session_id="s", seq=n, payload_json=p) for n, p in enumerate(payloads)]
-    serialized = [e.SerializeToString() for e in events]
-    assert batch_of(serialized) == pb.AuditBatch(events=events).SerializeToString()
 
 
 def test_records_appended_while_caught_up_are_not_read_back(

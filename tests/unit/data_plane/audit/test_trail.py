@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from data_plane.audit.spool import batch_of
 from data_plane.audit.trail import AuditTrail
+from lockgate.audit_batch import batch_of
 from protos.lockgate.v1 import node_pb2 as pb
 
 
