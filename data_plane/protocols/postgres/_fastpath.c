@@ -266,7 +266,7 @@ static inline uint32_t be32(const unsigned char *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
-/* One statement found in a chunk: its text and prepared statement name, both sure bytes. */
+/* One statement found in a chunk: its text, and the prepared statement's name (ASCII). */
 typedef struct {
     const unsigned char *sql;
     Py_ssize_t sql_len;
