@@ -52,4 +52,5 @@ bench: system-deps setup ## run the benchmarks and write docs/benchmarks.md
 	$(PY) -m bench
 
 clean: ## remove the virtual environment and local state
-	rm -rf $(VENV) .lockgate .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .lockgate .pytest_cache .mypy_cache .ruff_cache build
+	rm -f data_plane/protocols/postgres/_fastpath.*.so
