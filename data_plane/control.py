@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 import grpc
 
 from lockgate import __version__
-from lockgate.audit_batch import batch_of
 from protos.lockgate.v1 import node_pb2 as pb
 from protos.lockgate.v1 import node_pb2_grpc as pb_grpc
 
@@ -110,10 +109,10 @@ class ControlPlaneClient:
                     return
                 await asyncio.sleep(0.2)
 
-    async def upload(self, events: list[bytes]) -> pb.AuditAck:
-        """Upload serialized `AuditEvent`s as one `AuditBatch`."""
+    async def upload(self, batch: bytes) -> pb.AuditAck:
+        """Upload a serialized `AuditBatch` as it is."""
         result: pb.AuditAck = await self._upload_serialized(
-            batch_of(events), metadata=self._metadata, timeout=10.0
+            batch, metadata=self._metadata, timeout=10.0
         )
         return result
 

@@ -1,7 +1,24 @@
-"""`AuditBatch` bytes from serialized `AuditEvent`s, without parsing them: a node uploads its
-spool's records this way, and the control plane stores each session's events this way."""
+"""`AuditBatch` bytes without a Python object per event: a node uploads its spool's records
+as one (`batch_of`), and the control plane splits an upload by session (`split`, in C in
+`_auditwire` when it is built) and stores each session's new events as one.
+"""
 
 from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Iterator, Mapping
+from typing import NamedTuple
+
+from protos.lockgate.v1 import node_pb2 as pb
+
+try:
+    from lockgate import _auditwire
+except ImportError:  # not built (`make setup` builds it): the parser splits, slower
+    _auditwire = None  # type: ignore[assignment]
+    logging.getLogger("lockgate.audit").warning(
+        "lockgate._auditwire is not built; uploads are split by the protobuf parser"
+    )
 
 
 def _field_1_head(size: int) -> bytes:
@@ -26,3 +43,119 @@ def batch_of(events: list[bytes]) -> bytes:
         n = len(event)
         parts += (heads[n] if n < _SMALL else _field_1_head(n), event)
     return b"".join(parts)
+
+
+def event_spans(batch: bytes) -> Iterator[tuple[int, int]]:
+    """Where each event's bytes start and end in an `AuditBatch` encoding made of field 1
+    only, as `batch_of` and protobuf make it."""
+    at = 0
+    while at < len(batch):
+        if batch[at] != 0x0A:
+            raise ValueError(f"not an AuditBatch field 1 at byte {at}")
+        at += 1
+        size = shift = 0
+        while True:
+            byte = batch[at]
+            at += 1
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        if at + size > len(batch):
+            raise ValueError("an AuditBatch event is cut short")
+        yield at, at + size
+        at += size
+
+
+def events_of(batch: bytes) -> list[bytes]:
+    """The serialized events of an `AuditBatch` encoding made as `batch_of` makes it."""
+    return [batch[start:end] for start, end in event_spans(batch)]
+
+
+_FRAME = struct.Struct("<II")  # the node spool's record header: length, CRC32
+
+
+def frames_to_batch(frames: bytes) -> bytes:
+    """The `AuditBatch` encoding of records framed as the node's spool frames them (a uint32
+    length, a CRC32 the caller has checked or just made, the serialized event)."""
+    if _auditwire is not None:
+        return _auditwire.frames_to_batch(frames)
+    parts: list[bytes] = []
+    at = 0
+    while at < len(frames):
+        if at + _FRAME.size > len(frames):
+            raise ValueError("a spool record is cut short")
+        size, _ = _FRAME.unpack_from(frames, at)
+        at += _FRAME.size
+        if at + size > len(frames):
+            raise ValueError("a spool record is cut short")
+        parts += (_field_1_head(size), frames[at : at + size])
+        at += size
+    return b"".join(parts)
+
+
+class SessionBlock(NamedTuple):
+    """One session's new events in an uploaded batch (`split`)."""
+
+    session_id: str
+    first_seq: int
+    last_seq: int
+    events: int
+    statements: int
+    block: bytes  # the events' AuditBatch encoding
+    first: bytes  # the first event, serialized
+    ends: list[bytes]  # the events of kind session.end, serialized
+
+
+def session_ids(batch: bytes) -> list[str]:
+    """The sessions of a serialized `AuditBatch`, in the order of their first event."""
+    if _auditwire is not None:
+        try:
+            return _auditwire.session_ids(batch)
+        except ValueError:
+            pass  # what the scan does not take (a group field), the parser does or reports
+    return list(dict.fromkeys(event.session_id for event in pb.AuditBatch.FromString(batch).events))
+
+
+def split(batch: bytes, stored: Mapping[str, int]) -> tuple[list[SessionBlock], int]:
+    """The events of a serialized `AuditBatch` that are new, per session in the order of its
+    first event, and the number of events in the batch. New: its seq is past `stored`'s for
+    its session (0 when absent) and past every earlier event of that session in the batch."""
+    if _auditwire is not None:
+        try:
+            blocks, total = _auditwire.split(batch, dict(stored))
+            return [SessionBlock._make(block) for block in blocks], total
+        except ValueError:
+            pass
+    return split_parsed(batch, stored)
+
+
+def split_parsed(batch: bytes, stored: Mapping[str, int]) -> tuple[list[SessionBlock], int]:
+    """`split` through the protobuf parser, an event at a time: what `_auditwire` does in one
+    scan of the bytes (tests hold them to the same results)."""
+    events = pb.AuditBatch.FromString(batch).events
+    by_session: dict[str, list[pb.AuditEvent]] = {}
+    for event in events:
+        by_session.setdefault(event.session_id, []).append(event)
+    blocks = []
+    for sid, session_events in by_session.items():
+        last = stored.get(sid, 0)
+        new = []
+        for event in session_events:
+            if event.seq > last:
+                new.append(event)
+                last = event.seq
+        if new:
+            blocks.append(
+                SessionBlock(
+                    session_id=sid,
+                    first_seq=new[0].seq,
+                    last_seq=last,
+                    events=len(new),
+                    statements=sum(1 for event in new if event.kind == "statement"),
+                    block=batch_of([event.SerializeToString() for event in new]),
+                    first=new[0].SerializeToString(),
+                    ends=[e.SerializeToString() for e in new if e.kind == "session.end"],
+                )
+            )
+    return blocks, len(events)

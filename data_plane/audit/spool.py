@@ -28,10 +28,11 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 from google.protobuf.message import DecodeError
 
-from lockgate.audit_batch import batch_of
+from lockgate.audit_batch import batch_of, event_spans, events_of, frames_to_batch
 from protos.lockgate.v1 import node_pb2 as pb
 
 log = logging.getLogger("lockgate.audit.spool")
@@ -46,6 +47,60 @@ _CURSOR_TMP = "cursor.tmp"
 
 Position = tuple[int, int]
 """(segment number, byte offset of the next record in it)."""
+
+
+class _Run(NamedTuple):
+    """Consecutive records of one segment, pending upload: one write's worth as appended, or
+    one record as read back from disk."""
+
+    batch: bytes  # their events as an `AuditBatch` encodes them (field 1 each)
+    records: int
+    size: int  # bytes of serialized events (what a peek's `max_bytes` counts)
+    start: Position  # where the first record starts
+    end: Position  # just after the last
+
+
+def _split_run(run: _Run, count: int) -> tuple[_Run, _Run]:
+    """The first `count` records of a run (0 < count < run.records) and the rest."""
+    at = size = 0
+    segment, offset = run.start
+    for start, end in itertools.islice(event_spans(run.batch), count):
+        at = end
+        size += end - start
+        offset += _HEADER.size + end - start
+    middle = (segment, offset)
+    return (
+        _Run(run.batch[:at], count, size, run.start, middle),
+        _Run(run.batch[at:], run.records - count, run.size - size, middle, run.end),
+    )
+
+
+def _first_that_fit(run: _Run, limit: int, budget: int | None, alone: bool) -> _Run:
+    """The first records of `run`, at most `limit` of them and of at most `budget` bytes of
+    events; when `alone` (the first of a peek), the first record whatever its size."""
+    count = size = 0
+    for start, end in event_spans(run.batch):
+        event_size = end - start
+        fits = budget is None or size + event_size <= budget or (alone and count == 0)
+        if count == limit or not fits:
+            break
+        count += 1
+        size += event_size
+    if count == run.records:
+        return run
+    if count == 0:
+        return _Run(b"", 0, 0, run.start, run.start)
+    return _split_run(run, count)[0]
+
+
+def _singles(run: _Run) -> list[_Run]:
+    """A run as runs of one record each."""
+    runs = []
+    while run.records > 1:
+        first, run = _split_run(run, 1)
+        runs.append(first)
+    runs.append(run)
+    return runs
 
 
 class _Stop(enum.Enum):
@@ -183,9 +238,10 @@ class AuditSpool:
         self._appended = 0
         self._last_peek = 0
         self._closed = False
-        # Records (serialized events) from the cursor onward, each with the position just
-        # after it: read from the segments, or kept as they were appended (see append_frames).
-        self._pending: deque[tuple[bytes, Position]] = deque()
+        # Records from the cursor onward, in runs: read from the segments (a run each), or
+        # kept as they were appended (a run a write: see append_frames).
+        self._pending: deque[_Run] = deque()
+        self._pending_count = 0  # records in those runs
         # Where a corrupt record was found, so each is reported once and counted consistently.
         self._damaged: set[Position] = set()
 
@@ -231,26 +287,29 @@ class AuditSpool:
 
         While the reader has caught up with the writer, the records are also kept as pending,
         so that peeking does not read back what was just written (up to `_KEPT` of them: a
-        control plane that is away leaves the rest on disk, read when it is back)."""
+        control plane that is away leaves the rest on disk, read when it is back). They are
+        kept as one run, already encoded as an upload sends them: a busy node's turn writes
+        a few records at once, and a Python object per record cost more than the write."""
         self._check_open()
         if not records:
             return
         reader = self._reader
-        start = self._write_size
         caught_up = (
             reader.number == self._write_seg
-            and reader.offset == start
-            and len(self._pending) + len(records) <= _KEPT
+            and reader.offset == self._write_size
+            and self._pending_count + len(records) <= _KEPT
         )
-        self._write(b"".join(records))
+        data = b"".join(records)
+        self._write(data)
         self._count += len(records)
         self._appended += len(records)
         if caught_up and reader.number == self._write_seg:  # (not when the write rotated)
-            offset = self._write_size - sum(map(len, records))
-            for record in records:
-                offset += len(record)
-                self._pending.append((record[_HEADER.size :], (self._write_seg, offset)))
-            reader.offset = offset
+            end = (self._write_seg, self._write_size)
+            start = (self._write_seg, self._write_size - len(data))
+            size = len(data) - _HEADER.size * len(records)
+            self._pending.append(_Run(frames_to_batch(data), len(records), size, start, end))
+            self._pending_count += len(records)
+            reader.offset = self._write_size
 
     def peek(self, limit: int, max_bytes: int | None = None) -> list[pb.AuditEvent]:
         """The oldest unacknowledged events in append order, without consuming: at most `limit`,
@@ -259,49 +318,68 @@ class AuditSpool:
         return [pb.AuditEvent.FromString(r) for r in self.peek_serialized(limit, max_bytes)]
 
     def peek_serialized(self, limit: int, max_bytes: int | None = None) -> list[bytes]:
-        """`peek`, each event as its serialized bytes (an `AuditBatch` is their
-        concatenation, each as field 1: see `batch_of`). Records that do not decode are
-        skipped with a warning, as damage is."""
+        """`peek`, each event as its serialized bytes."""
+        return events_of(self.peek_batch(limit, max_bytes)[0])
+
+    def peek_batch(self, limit: int, max_bytes: int | None = None) -> tuple[bytes, int]:
+        """`peek` as the events' `AuditBatch` encoding, and how many they are: what an upload
+        sends. Records that do not decode are skipped with a warning, as damage is."""
         self._check_open()
         if limit < 0:
             raise ValueError("limit must not be negative")
         while True:
             self._fill(limit)
-            batch = [record for record, _ in itertools.islice(self._pending, limit)]
-            if max_bytes is not None and batch:
-                total = 0
-                for n, record in enumerate(batch):
-                    total += len(record)
-                    if total > max_bytes and n > 0:
-                        del batch[n:]
-                        break
+            parts: list[bytes] = []
+            count = size = 0
+            for run in self._pending:
+                room = limit - count
+                if room <= 0:
+                    break
+                budget = None if max_bytes is None else max_bytes - size
+                if run.records > room or (budget is not None and run.size > budget):
+                    # The first records of this run that fit, and nothing after them.
+                    run = _first_that_fit(run, room, budget, alone=count == 0)
+                    if run.records:
+                        parts.append(run.batch)
+                        count += run.records
+                    break
+                parts.append(run.batch)
+                count += run.records
+                size += run.size
+            batch = b"".join(parts)
             try:
-                pb.AuditBatch.FromString(batch_of(batch))  # one check for the whole batch
+                pb.AuditBatch.FromString(batch)  # one check for the whole batch
             except DecodeError:
-                if self._drop_undecodable(len(batch)):
+                if self._drop_undecodable(count):
                     continue
                 log.error("an audit batch does not decode though each of its events does")
-            self._last_peek = len(batch)
-            return batch
+            self._last_peek = count
+            return batch, count
 
     def _drop_undecodable(self, within: int) -> int:
         """Drop the records among the first `within` pending that do not decode; how many."""
-        before = len(self._pending)
-        kept: deque[tuple[bytes, Position]] = deque()
-        for n, (record, position) in enumerate(self._pending):
-            if n < within:
+        before = self._pending_count
+        kept: deque[_Run] = deque()
+        seen = 0
+        for run in self._pending:
+            if seen >= within:
+                kept.append(run)
+                continue
+            seen += run.records
+            for single in _singles(run):
                 try:
-                    pb.AuditEvent.FromString(record)
+                    pb.AuditEvent.FromString(events_of(single.batch)[0])
                 except DecodeError:
                     log.warning(
                         "skipping undecodable audit record in segment %d ending at offset %d",
-                        *position,
+                        *single.end,
                     )
                     self._count -= 1
+                    self._pending_count -= 1
                     continue
-            kept.append((record, position))
+                kept.append(single)
         self._pending = kept
-        return before - len(kept)
+        return before - self._pending_count
 
     def ack(self, count: int) -> None:
         """Mark the first `count` events of the last peek delivered and drop what is behind them."""
@@ -310,9 +388,17 @@ class AuditSpool:
             raise ValueError(f"cannot ack {count} events, the last peek returned {self._last_peek}")
         if count == 0:
             return
-        _, position = self._pending[count - 1]
-        for _ in range(count):
+        left = count
+        while left:
+            run = self._pending[0]
+            if run.records > left:
+                done, self._pending[0] = _split_run(run, left)
+                position = done.end
+                break
             self._pending.popleft()
+            left -= run.records
+            position = run.end
+        self._pending_count -= count
         self._last_peek -= count
         self._count -= count
         self._cursor = self._normalize(position)
@@ -382,7 +468,7 @@ class AuditSpool:
 
     def _fill(self, want: int) -> None:
         """Read records past the pending ones until `want` are pending or none are left."""
-        while len(self._pending) < want:
+        while self._pending_count < want:
             reader = self._reader
             sealed = reader.number != self._write_seg
             end = reader.size() if sealed else self._write_size
@@ -400,14 +486,17 @@ class AuditSpool:
             self._reader = _SegmentReader(self._path(number), number, 0)
             if recount:
                 # The damage appeared after open, so the records behind it were counted.
-                self._count = len(self._pending) + self._count_from((number, 0))
+                self._count = self._pending_count + self._count_from((number, 0))
 
     def _read_into_pending(self, reader: _SegmentReader, end: int, want: int) -> _Stop | None:
-        while len(self._pending) < want:
+        while self._pending_count < want:
+            start = (reader.number, reader.offset)
             record = reader.next(end)
             if isinstance(record, _Stop):
                 return record
-            self._pending.append((record, (reader.number, reader.offset)))
+            end_at = (reader.number, reader.offset)
+            self._pending.append(_Run(batch_of([record]), 1, len(record), start, end_at))
+            self._pending_count += 1
         return None
 
     def _count_from(self, position: Position) -> int:

@@ -50,8 +50,8 @@ class _Writable(Protocol):
 
 
 class Uploader(Protocol):
-    async def upload(self, events: list[bytes]) -> pb.AuditAck:
-        """Store serialized `AuditEvent`s (an `AuditBatch` of them)."""
+    async def upload(self, batch: bytes) -> pb.AuditAck:
+        """Store a serialized `AuditBatch`."""
         ...
 
 
@@ -157,15 +157,15 @@ class AuditTrail:
         delay = 0.2
         last_upload = 0.0
         while True:
-            batch = self._peek()
-            if not batch and time.monotonic() - last_upload < HEARTBEAT_SECONDS:
+            batch, count = self._peek()
+            if not count and time.monotonic() - last_upload < HEARTBEAT_SECONDS:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=HEARTBEAT_SECONDS)
                 continue
-            if len(batch) < self.batch_size and len(batch) == len(self.spool) and self.linger > 0:
+            if count < self.batch_size and count == len(self.spool) and self.linger > 0:
                 await asyncio.sleep(self.linger)
-                batch = self._peek()
+                batch, count = self._peek()
             try:
                 # An empty batch is the node's heartbeat (it updates "last seen").
                 await uploader.upload(batch)
@@ -176,12 +176,12 @@ class AuditTrail:
                 continue
             delay = 0.2
             last_upload = time.monotonic()
-            if batch:
-                self.spool.ack(len(batch))
-                self.uploaded += len(batch)
+            if count:
+                self.spool.ack(count)
+                self.uploaded += count
 
-    def _peek(self) -> list[bytes]:
-        return self.spool.peek_serialized(self.batch_size, self.batch_bytes)
+    def _peek(self) -> tuple[bytes, int]:
+        return self.spool.peek_batch(self.batch_size, self.batch_bytes)
 
     def close(self) -> None:
         self.write_pending()

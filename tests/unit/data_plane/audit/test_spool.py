@@ -582,11 +582,25 @@ class SpoolMachine(RuleBasedStateMachine):
         self.spool.append_many(batch)
         self.model.extend(batch)
 
-    @rule(limit=st.integers(min_value=0, max_value=12))
-    def peek(self, limit: int) -> None:
-        got = self.spool.peek(limit)
-        assert got == self.model[:limit]
-        self.last_peek = len(got)
+    @rule(
+        limit=st.integers(min_value=0, max_value=12),
+        max_bytes=st.none() | st.integers(min_value=0, max_value=300),
+    )
+    def peek(self, limit: int, max_bytes: int | None) -> None:
+        # A peek may end inside what one append wrote (a run), and an ack too.
+        batch, count = self.spool.peek_batch(limit, max_bytes)
+        expected = self.model[:limit]
+        if max_bytes is not None:
+            total = 0
+            for n, event in enumerate(expected):
+                total += event.ByteSize()
+                if total > max_bytes and n > 0:
+                    del expected[n:]
+                    break
+        assert list(pb.AuditBatch.FromString(batch).events) == expected
+        assert count == len(expected)
+        assert batch == pb.AuditBatch(events=expected).SerializeToString()
+        self.last_peek = count
 
     @rule(data=st.data())
     def ack(self, data: st.DataObject) -> None:

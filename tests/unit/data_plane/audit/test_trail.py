@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from data_plane.audit.trail import AuditTrail
-from lockgate.audit_batch import batch_of
 from protos.lockgate.v1 import node_pb2 as pb
 
 
@@ -139,8 +138,9 @@ class Uploads:
         self.batches: list[list[pb.AuditEvent]] = []
         self.event = asyncio.Event()
 
-    async def upload(self, events: list[bytes]) -> pb.AuditAck:
-        self.batches.append(list(pb.AuditBatch.FromString(batch_of(events)).events))
+    async def upload(self, batch: bytes) -> pb.AuditAck:
+        events = list(pb.AuditBatch.FromString(batch).events)
+        self.batches.append(events)
         self.event.set()
         return pb.AuditAck(accepted=len(events))
 
