@@ -6,8 +6,8 @@ through `AuditTrail.forward`: the events recorded in one turn of the event loop 
 spool in one write at the end of that turn, and what was forwarded meanwhile is written to its
 socket after them. Nothing reaches a target before its event is in the spool (page cache), and
 a busy node makes one write(2) a turn instead of one an event. Events are framed as the spool
-stores them when they are recorded; the PostgreSQL fast path frames its own
-(`forward_framed`).
+stores them when they are recorded; the PostgreSQL fast path frames its own and puts them in
+the trail's outbox from C (`outbox`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -79,9 +80,10 @@ class AuditTrail:
         self.linger = linger
         self._wake = asyncio.Event()
         self.uploaded = 0
-        self._unwritten: list[bytes] = []  # framed events recorded this turn, not yet spooled
+        # What this turn recorded and forwarded: written at its end by `write_pending`, which
+        # is scheduled whenever both lists stop being empty (see `outbox`).
+        self._unwritten: list[bytes] = []  # framed events, not yet spooled
         self._after_write: list[tuple[_Writable, bytes]] = []  # forwarded meanwhile
-        self._write_scheduled = False
 
     def session(self, session_id: str | None = None) -> SessionAudit:
         return SessionAudit(self, session_id or new_session_id())
@@ -93,18 +95,18 @@ class AuditTrail:
 
     def append_encoded(self, session_id: str, seq: int, kind: str, payload_json: bytes) -> None:
         """`append` with the payload already encoded as a JSON object."""
-        self._unwritten.append(
-            frame(
-                pb.AuditEvent(
-                    session_id=session_id,
-                    seq=seq,
-                    time_ms=int(time.time() * 1000),
-                    kind=kind,
-                    payload_json=payload_json,
-                )
+        record = frame(
+            pb.AuditEvent(
+                session_id=session_id,
+                seq=seq,
+                time_ms=int(time.time() * 1000),
+                kind=kind,
+                payload_json=payload_json,
             )
         )
-        if not self._write_scheduled:
+        idle = not self._unwritten and not self._after_write
+        self._unwritten.append(record)
+        if idle:
             self._schedule_write()
 
     def forward(self, transport: _Writable, data: bytes) -> None:
@@ -116,29 +118,41 @@ class AuditTrail:
 
     def forward_framed(self, record: bytes, transport: _Writable, data: bytes) -> None:
         """Record an event already framed as the spool stores it (`spool.frame`), then
-        `forward` `data` after it: what the PostgreSQL fast path does for each statement."""
+        `forward` `data` after it: what the PostgreSQL fast path does for each statement,
+        in C, through `outbox`."""
+        idle = not self._unwritten and not self._after_write
         self._unwritten.append(record)
         self._after_write.append((transport, data))
-        if not self._write_scheduled:
+        if idle:
             self._schedule_write()
 
+    def outbox(
+        self,
+    ) -> tuple[list[bytes], list[tuple[_Writable, bytes]], Callable[[], None]]:
+        """What `forward_framed` appends to and calls, for code that does it without a Python
+        call per event: a framed record goes to the first list and (transport, data) to the
+        second, then the third is called if both lists were empty before. They stay the same
+        lists for the trail's life."""
+        return self._unwritten, self._after_write, self._schedule_write
+
     def _schedule_write(self) -> None:
+        """Have `write_pending` run at the end of this turn (at once when no loop runs)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.write_pending()
             return
         loop.call_soon(self.write_pending)
-        self._write_scheduled = True
 
     def write_pending(self) -> None:
         """Spool the events recorded so far in one write, then release what waited for them.
 
         If the spool cannot take them (a full disk), what waited is not forwarded: those
         sessions are aborted, since their requests would reach the target unaudited."""
-        self._write_scheduled = False
-        events, self._unwritten = self._unwritten, []
-        waiting, self._after_write = self._after_write, []
+        events = self._unwritten[:]
+        self._unwritten.clear()
+        waiting = self._after_write[:]
+        self._after_write.clear()
         try:
             if events:
                 self.spool.append_frames(events)

@@ -237,7 +237,9 @@ typedef struct {
     PyObject *client;         /* the client's transport */
     PyObject *upstream;       /* the target's transport */
     PyObject *audit;          /* the session's SessionAudit: its `seq` numbers the events */
-    PyObject *forward_framed; /* trail.forward_framed(frame, transport, data) */
+    PyObject *unwritten;      /* the trail's outbox (AuditTrail.outbox): framed events, */
+    PyObject *after_write;    /* (transport, data) forwarded after them, */
+    PyObject *schedule;       /* called when both lists stop being empty */
     PyObject *slow;           /* the Python path for client bytes: slow(data) */
     PyObject *prepared;       /* protocol-level statement name -> SQL (the ClientStream's) */
     PyObject *by_text;        /* SQL bytes -> payload tail */
@@ -478,13 +480,22 @@ static int try_fast(FastPath *self, PyObject *data) {
         goto out;
     }
     Py_DECREF(new_seq);
-    PyObject *r = PyObject_CallFunctionObjArgs(self->forward_framed, frame, self->upstream, data, NULL);
+    /* As AuditTrail.forward_framed does, without a Python call per statement. */
+    int idle = PyList_GET_SIZE(self->unwritten) == 0 && PyList_GET_SIZE(self->after_write) == 0;
+    PyObject *waiting = PyTuple_Pack(2, self->upstream, data);
+    int failed = waiting == NULL || PyList_Append(self->unwritten, frame) < 0 ||
+                 PyList_Append(self->after_write, waiting) < 0;
+    Py_XDECREF(waiting);
     Py_DECREF(frame);
-    if (r == NULL) {
+    if (!failed && idle) {
+        PyObject *r = PyObject_CallNoArgs(self->schedule);
+        failed = r == NULL;
+        Py_XDECREF(r);
+    }
+    if (failed) {
         done = -1;
         goto out;
     }
-    Py_DECREF(r);
     self->bytes_in += n;
     self->statements += 1;
     done = 1;
@@ -584,12 +595,13 @@ static PyObject *FastPath_forget(FastPath *self, PyObject *Py_UNUSED(ignored)) {
 }
 
 static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"client", "upstream", "audit", "forward_framed", "slow",
+    static char *kwlist[] = {"client", "upstream", "audit", "outbox", "slow",
                              "prepared", "session_id", NULL};
-    PyObject *client, *upstream, *audit, *forward_framed, *slow, *prepared, *session_id;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOO!S", kwlist, &client, &upstream, &audit,
-                                     &forward_framed, &slow, &PyDict_Type, &prepared,
-                                     &session_id))
+    PyObject *client, *upstream, *audit, *slow, *prepared, *session_id;
+    PyObject *unwritten, *after_write, *schedule;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO(O!O!O)OO!S", kwlist, &client, &upstream,
+                                     &audit, &PyList_Type, &unwritten, &PyList_Type, &after_write,
+                                     &schedule, &slow, &PyDict_Type, &prepared, &session_id))
         return -1;
     PyObject *by_text = PyDict_New(), *by_shape = PyDict_New();
     if (by_text == NULL || by_shape == NULL) {
@@ -601,7 +613,9 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
     SET(client, client);
     SET(upstream, upstream);
     SET(audit, audit);
-    SET(forward_framed, forward_framed);
+    SET(unwritten, unwritten);
+    SET(after_write, after_write);
+    SET(schedule, schedule);
     SET(slow, slow);
     SET(prepared, prepared);
     SET(session_id, session_id);
@@ -617,7 +631,9 @@ static int FastPath_traverse(FastPath *self, visitproc visit, void *arg) {
     Py_VISIT(self->client);
     Py_VISIT(self->upstream);
     Py_VISIT(self->audit);
-    Py_VISIT(self->forward_framed);
+    Py_VISIT(self->unwritten);
+    Py_VISIT(self->after_write);
+    Py_VISIT(self->schedule);
     Py_VISIT(self->slow);
     Py_VISIT(self->prepared);
     Py_VISIT(self->by_text);
@@ -630,7 +646,9 @@ static int FastPath_clear(FastPath *self) {
     Py_CLEAR(self->client);
     Py_CLEAR(self->upstream);
     Py_CLEAR(self->audit);
-    Py_CLEAR(self->forward_framed);
+    Py_CLEAR(self->unwritten);
+    Py_CLEAR(self->after_write);
+    Py_CLEAR(self->schedule);
     Py_CLEAR(self->slow);
     Py_CLEAR(self->prepared);
     Py_CLEAR(self->by_text);

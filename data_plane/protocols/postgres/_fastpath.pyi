@@ -22,7 +22,7 @@ class FastPath:
         client: _Transport,
         upstream: _Transport,
         audit: Any,
-        forward_framed: Callable[[bytes, Any, bytes], None],
+        outbox: tuple[list[bytes], list[tuple[Any, bytes]], Callable[[], None]],
         slow: Callable[[bytes], object],
         prepared: dict[str, str],
         session_id: bytes,

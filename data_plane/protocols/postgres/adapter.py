@@ -462,7 +462,7 @@ class ClientConnection:
                 client=client,
                 upstream=upstream,
                 audit=self.audit,
-                forward_framed=self.audit.trail.forward_framed,
+                outbox=self.audit.trail.outbox(),
                 slow=self._from_client,
                 prepared=self._stream.prepared,
                 session_id=self.session_id.encode(),

@@ -59,7 +59,7 @@ class Session:
             client=self.client,
             upstream=self.upstream,
             audit=self.audit,
-            forward_framed=self.trail.forward_framed,
+            outbox=self.trail.outbox(),
             slow=self.slow.append,
             prepared=self.prepared,
             session_id=SESSION.encode(),
