@@ -96,10 +96,12 @@ def _first_that_fit(run: _Run, limit: int, budget: int | None, alone: bool) -> _
 def _singles(run: _Run) -> list[_Run]:
     """A run as runs of one record each."""
     runs = []
-    while run.records > 1:
-        first, run = _split_run(run, 1)
-        runs.append(first)
-    runs.append(run)
+    segment, offset = run.start
+    for start, end in event_spans(run.batch):
+        after = offset + _HEADER.size + end - start
+        event = run.batch[start:end]
+        runs.append(_Run(batch_of([event]), 1, len(event), (segment, offset), (segment, after)))
+        offset = after
     return runs
 
 

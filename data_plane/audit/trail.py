@@ -7,7 +7,7 @@ spool in one write at the end of that turn, and what was forwarded meanwhile is 
 socket after them. Nothing reaches a target before its event is in the spool (page cache), and
 a busy node makes one write(2) a turn instead of one an event. Events are framed as the spool
 stores them when they are recorded; the PostgreSQL fast path frames its own and puts them in
-the trail's outbox from C (`outbox`).
+the trail's `outbox` from C.
 """
 
 from __future__ import annotations
@@ -116,23 +116,14 @@ class AuditTrail:
         else:
             transport.write(data)
 
-    def forward_framed(self, record: bytes, transport: _Writable, data: bytes) -> None:
-        """Record an event already framed as the spool stores it (`spool.frame`), then
-        `forward` `data` after it: what the PostgreSQL fast path does for each statement,
-        in C, through `outbox`."""
-        idle = not self._unwritten and not self._after_write
-        self._unwritten.append(record)
-        self._after_write.append((transport, data))
-        if idle:
-            self._schedule_write()
-
     def outbox(
         self,
     ) -> tuple[list[bytes], list[tuple[_Writable, bytes]], Callable[[], None]]:
-        """What `forward_framed` appends to and calls, for code that does it without a Python
-        call per event: a framed record goes to the first list and (transport, data) to the
-        second, then the third is called if both lists were empty before. They stay the same
-        lists for the trail's life."""
+        """Where code that frames its own events (as `spool.frame` does) records them and
+        forwards after them without a Python call per event, as the PostgreSQL fast path does
+        from C: a framed record goes to the first list and (transport, data) to the second,
+        then the third is called if both lists were empty before. They stay the same lists
+        for the trail's life."""
         return self._unwritten, self._after_write, self._schedule_write
 
     def _schedule_write(self) -> None:

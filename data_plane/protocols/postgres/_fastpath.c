@@ -480,7 +480,7 @@ static int try_fast(FastPath *self, PyObject *data) {
         goto out;
     }
     Py_DECREF(new_seq);
-    /* As AuditTrail.forward_framed does, without a Python call per statement. */
+    /* Into the trail's outbox (AuditTrail.outbox), without a Python call per statement. */
     int idle = PyList_GET_SIZE(self->unwritten) == 0 && PyList_GET_SIZE(self->after_write) == 0;
     PyObject *waiting = PyTuple_Pack(2, self->upstream, data);
     int failed = waiting == NULL || PyList_Append(self->unwritten, frame) < 0 ||
