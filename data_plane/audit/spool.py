@@ -181,16 +181,18 @@ class _Syncer(threading.Thread):
         super().__init__(name="audit-spool-fsync", daemon=True)
         self._interval = interval
         self._wake = threading.Condition()
-        self._fd: int | None = None
+        # The descriptor an fsync is pending for (a duplicate), read without the lock by
+        # writers: an fsync still pending starts after their write, so it covers it.
+        self.pending: int | None = None
         self._stopping = False
         self.synced = 0
 
     def request(self, fd: int) -> None:
-        if self._fd is not None:
+        if self.pending is not None:
             return  # a pending fsync starts after this write, so it covers it
         with self._wake:
-            if self._fd is None:
-                self._fd = os.dup(fd)
+            if self.pending is None:
+                self.pending = os.dup(fd)
                 self._wake.notify()
 
     def stop(self) -> None:
@@ -202,9 +204,9 @@ class _Syncer(threading.Thread):
     def run(self) -> None:
         while True:
             with self._wake:
-                while self._fd is None and not self._stopping:
+                while self.pending is None and not self._stopping:
                     self._wake.wait()
-                fd, self._fd = self._fd, None
+                fd, self.pending = self.pending, None
                 stopping = self._stopping
             if fd is not None:
                 try:
@@ -241,9 +243,18 @@ class AuditSpool:
         self._last_peek = 0
         self._closed = False
         # Records from the cursor onward, in runs: read from the segments (a run each), or
-        # kept as they were appended (a run a write: see append_frames).
+        # kept as they were appended (a run from one peek to the next: see append_frames).
         self._pending: deque[_Run] = deque()
-        self._pending_count = 0  # records in those runs
+        self._pending_count = 0  # records in those runs and in the open run
+        # What was appended while the reader had caught up, since the spool was last peeked:
+        # one run grown in place, after everything in `_pending`, sealed into it by the next
+        # peek. A busy node appends a few records a turn; a run for each made every peek and
+        # every acknowledgement a Python step per turn.
+        self._open = bytearray()
+        self._open_records = 0
+        self._open_size = 0
+        self._open_start: Position = (0, 0)
+        self._open_end: Position = (0, 0)
         # Where a corrupt record was found, so each is reported once and counted consistently.
         self._damaged: set[Position] = set()
 
@@ -289,28 +300,32 @@ class AuditSpool:
 
         While the reader has caught up with the writer, the records are also kept as pending,
         so that peeking does not read back what was just written (up to `_KEPT` of them: a
-        control plane that is away leaves the rest on disk, read when it is back). They are
-        kept as one run, already encoded as an upload sends them: a busy node's turn writes
-        a few records at once, and a Python object per record cost more than the write."""
-        self._check_open()
+        control plane that is away leaves the rest on disk, read when it is back). They join
+        the open run, already encoded as an upload sends them: a busy node writes a few
+        records a turn, and a Python object per record or per turn cost more than the write."""
+        if self._closed:
+            self._check_open()
         if not records:
             return
+        n = len(records)
+        data = records[0] if n == 1 else b"".join(records)
         reader = self._reader
         caught_up = (
-            reader.number == self._write_seg
-            and reader.offset == self._write_size
-            and self._pending_count + len(records) <= _KEPT
+            reader.offset == self._write_size
+            and reader.number == self._write_seg
+            and self._pending_count + n <= _KEPT
         )
-        data = b"".join(records)
         self._write(data)
-        self._count += len(records)
-        self._appended += len(records)
+        self._count += n
+        self._appended += n
         if caught_up and reader.number == self._write_seg:  # (not when the write rotated)
-            end = (self._write_seg, self._write_size)
-            start = (self._write_seg, self._write_size - len(data))
-            size = len(data) - _HEADER.size * len(records)
-            self._pending.append(_Run(frames_to_batch(data), len(records), size, start, end))
-            self._pending_count += len(records)
+            if not self._open_records:
+                self._open_start = (self._write_seg, self._write_size - len(data))
+            self._open += frames_to_batch(data)
+            self._open_records += n
+            self._open_size += len(data) - _HEADER.size * n
+            self._open_end = (self._write_seg, self._write_size)
+            self._pending_count += n
             reader.offset = self._write_size
 
     def peek(self, limit: int, max_bytes: int | None = None) -> list[pb.AuditEvent]:
@@ -357,6 +372,20 @@ class AuditSpool:
                 log.error("an audit batch does not decode though each of its events does")
             self._last_peek = count
             return batch, count
+
+    def _seal(self) -> None:
+        """Move the open run to the end of `_pending` (before anything read from disk)."""
+        if self._open_records:
+            run = _Run(
+                bytes(self._open),
+                self._open_records,
+                self._open_size,
+                self._open_start,
+                self._open_end,
+            )
+            self._pending.append(run)
+            self._open.clear()
+            self._open_records = self._open_size = 0
 
     def _drop_undecodable(self, within: int) -> int:
         """Drop the records among the first `within` pending that do not decode; how many."""
@@ -433,21 +462,26 @@ class AuditSpool:
     # -- writing -----------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        if self._write_size > 0 and self._write_size + len(data) > self._segment_bytes:
+        size = len(data)
+        if self._write_size > 0 and self._write_size + size > self._segment_bytes:
             self._rotate()
-        view = memoryview(data)
-        written = 0
         try:
-            while written < len(data):
-                written += os.write(self._write_fd, view[written:])
+            # One call writes it all but for a full disk or a signal; then the rest, in a loop.
+            written = os.write(self._write_fd, data)
+            if written < size:
+                view = memoryview(data)
+                while written < size:
+                    written += os.write(self._write_fd, view[written:])
         except OSError:
             # Leave no torn record behind (a full disk, say) for readers or for recovery.
             with contextlib.suppress(OSError):
                 os.ftruncate(self._write_fd, self._write_size)
             raise
-        self._write_size += len(data)
-        if self._syncer is not None:
-            self._syncer.request(self._write_fd)
+        self._write_size += size
+        syncer = self._syncer
+        if syncer is not None:
+            if syncer.pending is None:
+                syncer.request(self._write_fd)
             return
         now = time.monotonic()
         if now - self._last_sync >= self._fsync_interval:
@@ -470,6 +504,7 @@ class AuditSpool:
 
     def _fill(self, want: int) -> None:
         """Read records past the pending ones until `want` are pending or none are left."""
+        self._seal()  # what is read comes after it
         while self._pending_count < want:
             reader = self._reader
             sealed = reader.number != self._write_seg

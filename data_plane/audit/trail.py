@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -118,13 +119,22 @@ class AuditTrail:
 
     def outbox(
         self,
-    ) -> tuple[list[bytes], list[tuple[_Writable, bytes]], Callable[[], None]]:
+    ) -> tuple[list[bytes], list[tuple[_Writable, bytes]], Callable[[], object]]:
         """Where code that frames its own events (as `spool.frame` does) records them and
         forwards after them without a Python call per event, as the PostgreSQL fast path does
         from C: a framed record goes to the first list and (transport, data) to the second,
         then the third is called if both lists were empty before. They stay the same lists
-        for the trail's life."""
-        return self._unwritten, self._after_write, self._schedule_write
+        for the trail's life. Called in a running loop, the third is that loop's `call_soon`
+        bound to `write_pending` (no Python frame of ours a turn)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return self._unwritten, self._after_write, self._schedule_write
+        return (
+            self._unwritten,
+            self._after_write,
+            functools.partial(loop.call_soon, self.write_pending),
+        )
 
     def _schedule_write(self) -> None:
         """Have `write_pending` run at the end of this turn (at once when no loop runs)."""

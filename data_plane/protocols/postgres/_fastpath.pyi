@@ -22,7 +22,7 @@ class FastPath:
         client: _Transport,
         upstream: _Transport,
         audit: Any,
-        outbox: tuple[list[bytes], list[tuple[Any, bytes]], Callable[[], None]],
+        outbox: tuple[list[bytes], list[tuple[Any, bytes]], Callable[[], object]],
         slow: Callable[[bytes], object],
         prepared: dict[str, str],
         session_id: bytes,

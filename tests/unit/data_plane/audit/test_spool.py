@@ -547,6 +547,21 @@ audit_events = st.builds(
 )
 
 
+def test_appends_after_a_peek_wait_for_the_next_one(tmp_path: Path) -> None:
+    spool = AuditSpool(tmp_path)
+    for n in range(1, 11):
+        spool.append_frames([frame(event(n))])
+    assert seqs(spool.peek(4)) == [1, 2, 3, 4]  # a limit inside what was appended
+    spool.append_frames([frame(event(11)), frame(event(12))])
+    spool.ack(4)
+    assert seqs(spool.peek(100)) == list(range(5, 13))
+    spool.append_frames([frame(event(13))])
+    spool.ack(8)
+    assert seqs(spool.peek(100)) == [13]
+    assert len(spool) == 1
+    spool.close()
+
+
 class SpoolMachine(RuleBasedStateMachine):
     """The spool behaves like a list that is appended to at the back and acked from the front."""
 

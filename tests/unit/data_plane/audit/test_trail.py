@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from data_plane.audit.spool import frame
 from data_plane.audit.trail import AuditTrail
 from protos.lockgate.v1 import node_pb2 as pb
 
@@ -113,6 +114,33 @@ async def test_events_the_spool_refuses_are_not_forwarded(
     assert upstream.writes == []
     assert upstream.aborted
     monkeypatch.undo()
+    trail.close()
+
+
+async def test_the_outbox_spools_at_the_end_of_the_turn_then_forwards(
+    trail: AuditTrail,
+) -> None:
+    unwritten, after_write, schedule = trail.outbox()
+    upstream = Socket(trail)
+    record = frame(pb.AuditEvent(session_id="s", seq=1, kind="statement", payload_json=b"{}"))
+    unwritten.append(record)
+    after_write.append((upstream, b"Q1"))
+    schedule()
+    assert upstream.writes == [] and trail.spool.appended == 0
+    await asyncio.sleep(0)
+    assert upstream.writes == [(b"Q1", 1)]
+    assert unwritten == [] and after_write == []  # the same lists, emptied
+    assert trail.outbox()[:2] == (unwritten, after_write)
+    trail.close()
+
+
+def test_outside_a_loop_the_outbox_spools_when_scheduled(trail: AuditTrail) -> None:
+    unwritten, after_write, schedule = trail.outbox()
+    upstream = Socket(trail)
+    unwritten.append(frame(pb.AuditEvent(session_id="s", seq=1, kind="statement")))
+    after_write.append((upstream, b"Q1"))
+    schedule()
+    assert upstream.writes == [(b"Q1", 1)]
     trail.close()
 
 
