@@ -35,6 +35,11 @@ from google.protobuf.message import DecodeError
 from lockgate.audit_batch import batch_of, event_spans, events_of, frames_to_batch
 from protos.lockgate.v1 import node_pb2 as pb
 
+try:
+    from data_plane.audit import _spoolio
+except ImportError:  # not built: the trail's Python path writes everything
+    _spoolio = None  # type: ignore[assignment]
+
 log = logging.getLogger("lockgate.audit.spool")
 
 _HEADER = struct.Struct("<II")  # payload length, CRC32 of the payload
@@ -103,6 +108,23 @@ def _singles(run: _Run) -> list[_Run]:
         runs.append(_Run(batch_of([event]), 1, len(event), (segment, offset), (segment, after)))
         offset = after
     return runs
+
+
+class _SegmentFile:
+    """The current segment as `_spoolio.SpoolFile` keeps it, for when that is not built (no
+    outbox then writes through it, so nothing is ever left to take)."""
+
+    unaccounted = 0
+
+    def __init__(self, fd: int, size: int, limit: int, syncer: object) -> None:
+        self.fd = fd
+        self.size = size
+
+    def take(self) -> tuple[bytes, int]:
+        return b"", 0
+
+    def reopen(self, fd: int, size: int) -> None:
+        self.fd, self.size = fd, size
 
 
 class _Stop(enum.Enum):
@@ -262,31 +284,42 @@ class AuditSpool:
         (directory / _CURSOR_TMP).unlink(missing_ok=True)
         self._segments, self._cursor = self._recover_layout()
         self._write_seg = self._segments[-1]
-        self._write_size = self._recover_tail(self._write_seg)
-        self._write_fd = os.open(
-            self._path(self._write_seg), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
-        )
-        os.fsync(self._write_fd)  # makes a tail truncation durable before anything is appended
+        size = self._recover_tail(self._write_seg)
+        fd = os.open(self._path(self._write_seg), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.fsync(fd)  # makes a tail truncation durable before anything is appended
         self._last_sync = time.monotonic()
-        self._count = self._count_from(self._cursor)
-        self._reader = _SegmentReader(self._path(self._cursor[0]), *self._cursor)
         self._syncer: _Syncer | None = None
         if background_sync:
             self._syncer = _Syncer(fsync_interval)
             self._syncer.start()
+        # The segment appends go to: its descriptor and size, shared with the trail's outbox,
+        # which writes a turn's records through it from C (see `file`).
+        make = _spoolio.SpoolFile if _spoolio is not None else _SegmentFile
+        self._file = make(fd, size, segment_bytes, self._syncer)
+        self._count = self._count_from(self._cursor)
+        self._reader = _SegmentReader(self._path(self._cursor[0]), *self._cursor)
+
+    @property
+    def file(self) -> _spoolio.SpoolFile | _SegmentFile:
+        """The current segment as writers share it. What an outbox (`_spoolio.Outbox`) writes
+        through it is counted and kept for upload by the spool's next operation."""
+        return self._file
 
     @property
     def appended(self) -> int:
         """Events appended since this spool was opened."""
+        self._take_outbox_writes()
         return self._appended
 
     def __len__(self) -> int:
         """Number of unacknowledged events."""
+        self._take_outbox_writes()
         return self._count
 
     def append(self, event: pb.AuditEvent) -> None:
         """Write one event to the current segment."""
         self._check_open()
+        self._take_outbox_writes()
         self._write(frame(event))
         self._count += 1
         self._appended += 1
@@ -307,26 +340,38 @@ class AuditSpool:
             self._check_open()
         if not records:
             return
-        n = len(records)
-        data = records[0] if n == 1 else b"".join(records)
-        reader = self._reader
-        caught_up = (
-            reader.offset == self._write_size
-            and reader.number == self._write_seg
-            and self._pending_count + n <= _KEPT
-        )
+        self._take_outbox_writes()
+        data = records[0] if len(records) == 1 else b"".join(records)
         self._write(data)
-        self._count += n
-        self._appended += n
-        if caught_up and reader.number == self._write_seg:  # (not when the write rotated)
+        self._account(data, len(records))
+
+    def _take_outbox_writes(self) -> None:
+        """Count what outboxes wrote to the segment since the spool's last operation."""
+        if self._file.unaccounted:
+            data, count = self._file.take()
+            self._account(data, count)
+
+    def _account(self, data: bytes, count: int) -> None:
+        """Count `count` records just written at the end of the segment (`data`), and keep
+        them in the open run while the reader has caught up with them."""
+        self._count += count
+        self._appended += count
+        reader = self._reader
+        end = self._file.size
+        start = end - len(data)
+        if (
+            reader.offset == start
+            and reader.number == self._write_seg
+            and self._pending_count + count <= _KEPT
+        ):
             if not self._open_records:
-                self._open_start = (self._write_seg, self._write_size - len(data))
+                self._open_start = (self._write_seg, start)
             self._open += frames_to_batch(data)
-            self._open_records += n
-            self._open_size += len(data) - _HEADER.size * n
-            self._open_end = (self._write_seg, self._write_size)
-            self._pending_count += n
-            reader.offset = self._write_size
+            self._open_records += count
+            self._open_size += len(data) - _HEADER.size * count
+            self._open_end = (self._write_seg, end)
+            self._pending_count += count
+            reader.offset = end
 
     def peek(self, limit: int, max_bytes: int | None = None) -> list[pb.AuditEvent]:
         """The oldest unacknowledged events in append order, without consuming: at most `limit`,
@@ -443,7 +488,7 @@ class AuditSpool:
     def sync(self) -> None:
         """Fsync the current segment now."""
         self._check_open()
-        os.fsync(self._write_fd)
+        os.fsync(self._file.fd)
         self._last_sync = time.monotonic()
 
     def close(self) -> None:
@@ -454,61 +499,65 @@ class AuditSpool:
         if self._syncer is not None:
             self._syncer.stop()
         try:
-            os.fsync(self._write_fd)
+            os.fsync(self._file.fd)
         finally:
-            os.close(self._write_fd)
+            os.close(self._file.fd)
             self._reader.close()
 
     # -- writing -----------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
         size = len(data)
-        if self._write_size > 0 and self._write_size + size > self._segment_bytes:
+        file = self._file
+        if file.size > 0 and file.size + size > self._segment_bytes:
             self._rotate()
         try:
             # One call writes it all but for a full disk or a signal; then the rest, in a loop.
-            written = os.write(self._write_fd, data)
+            written = os.write(file.fd, data)
             if written < size:
                 view = memoryview(data)
                 while written < size:
-                    written += os.write(self._write_fd, view[written:])
+                    written += os.write(file.fd, view[written:])
         except OSError:
             # Leave no torn record behind (a full disk, say) for readers or for recovery.
             with contextlib.suppress(OSError):
-                os.ftruncate(self._write_fd, self._write_size)
+                os.ftruncate(file.fd, file.size)
             raise
-        self._write_size += size
+        file.size += size
         syncer = self._syncer
         if syncer is not None:
             if syncer.pending is None:
-                syncer.request(self._write_fd)
+                syncer.request(file.fd)
             return
         now = time.monotonic()
         if now - self._last_sync >= self._fsync_interval:
-            os.fsync(self._write_fd)
+            os.fsync(file.fd)
             self._last_sync = now
 
     def _rotate(self) -> None:
+        self._take_outbox_writes()  # they belong to the segment being closed
         number = self._write_seg + 1
         fd = os.open(self._path(number), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
         self._fsync_dir()
         try:
-            os.fsync(self._write_fd)
+            os.fsync(self._file.fd)
         finally:
-            os.close(self._write_fd)
+            os.close(self._file.fd)
         self._segments.append(number)
-        self._write_seg, self._write_fd, self._write_size = number, fd, 0
+        self._write_seg = number
+        self._file.reopen(fd, 0)
         self._last_sync = time.monotonic()
 
     # -- reading -----------------------------------------------------------------------------
 
     def _fill(self, want: int) -> None:
         """Read records past the pending ones until `want` are pending or none are left."""
+        self._take_outbox_writes()
         self._seal()  # what is read comes after it
         while self._pending_count < want:
             reader = self._reader
             sealed = reader.number != self._write_seg
-            end = reader.size() if sealed else self._write_size
+            end = reader.size() if sealed else self._file.size
             stop = self._read_into_pending(reader, end, want)
             if stop is None or (stop is _Stop.END and not sealed):
                 return
@@ -542,7 +591,7 @@ class AuditSpool:
         for number in self._segments[self._segments.index(first) :]:
             reader = _SegmentReader(self._path(number), number, offset if number == first else 0)
             try:
-                end = self._write_size if number == self._write_seg else reader.size()
+                end = self._file.size if number == self._write_seg else reader.size()
                 while not isinstance(stop := reader.next(end), _Stop):
                     count += 1
                 if stop is _Stop.BAD:

@@ -7,7 +7,8 @@ spool in one write at the end of that turn, and what was forwarded meanwhile is 
 socket after them. Nothing reaches a target before its event is in the spool (page cache), and
 a busy node makes one write(2) a turn instead of one an event. Events are framed as the spool
 stores them when they are recorded; the PostgreSQL fast path frames its own and puts them in
-the trail's `outbox` from C.
+the trail's `outbox` from C. The end of the turn runs in C too when `_spoolio` is built
+(`_spoolio.Outbox`, with `write_pending` as its reference and its fallback).
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ from typing import Any, Protocol
 
 from data_plane.audit.spool import AuditSpool, frame
 from protos.lockgate.v1 import node_pb2 as pb
+
+try:
+    from data_plane.audit import _spoolio
+except ImportError:  # not built: `write_pending` ends every turn
+    _spoolio = None  # type: ignore[assignment]
 
 log = logging.getLogger("lockgate.node.audit")
 
@@ -85,6 +91,18 @@ class AuditTrail:
         # is scheduled whenever both lists stop being empty (see `outbox`).
         self._unwritten: list[bytes] = []  # framed events, not yet spooled
         self._after_write: list[tuple[_Writable, bytes]] = []  # forwarded meanwhile
+        # What ends a turn: `write_pending` done in C (`_spoolio.Outbox`), which hands it
+        # what it does not do itself (a new segment, a failed write).
+        self._end_turn: Callable[[], object] = self.write_pending
+        file = self.spool.file
+        if _spoolio is not None and isinstance(file, _spoolio.SpoolFile):
+            self._end_turn = _spoolio.Outbox(
+                self._unwritten,
+                self._after_write,
+                file,
+                self.write_pending,
+                self._wake.set,
+            )
 
     def session(self, session_id: str | None = None) -> SessionAudit:
         return SessionAudit(self, session_id or new_session_id())
@@ -125,7 +143,7 @@ class AuditTrail:
         from C: a framed record goes to the first list and (transport, data) to the second,
         then the third is called if both lists were empty before. They stay the same lists
         for the trail's life. Called in a running loop, the third is that loop's `call_soon`
-        bound to `write_pending` (no Python frame of ours a turn)."""
+        bound to what ends the turn (no Python frame of ours a turn)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -133,17 +151,17 @@ class AuditTrail:
         return (
             self._unwritten,
             self._after_write,
-            functools.partial(loop.call_soon, self.write_pending),
+            functools.partial(loop.call_soon, self._end_turn),
         )
 
     def _schedule_write(self) -> None:
-        """Have `write_pending` run at the end of this turn (at once when no loop runs)."""
+        """Have the turn's events spooled at its end (at once when no loop runs)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self.write_pending()
+            self._end_turn()
             return
-        loop.call_soon(self.write_pending)
+        loop.call_soon(self._end_turn)
 
     def write_pending(self) -> None:
         """Spool the events recorded so far in one write, then release what waited for them.

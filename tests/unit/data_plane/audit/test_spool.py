@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from data_plane.audit import spool as spool_module
+from data_plane.audit._spoolio import Outbox
 from data_plane.audit.spool import AuditSpool, frame
 from protos.lockgate.v1 import node_pb2 as pb
 
@@ -585,7 +586,11 @@ class SpoolMachine(RuleBasedStateMachine):
         self.kept = spool_module._KEPT
         spool_module._KEPT = kept
         self.segment_bytes = segment_bytes
-        self.spool = AuditSpool(self.directory, segment_bytes=segment_bytes, fsync_interval=60)
+        self.spool = self.open_spool()
+
+    def open_spool(self) -> AuditSpool:
+        # With the fsync thread, as the node runs it: what lets an outbox write from C.
+        return AuditSpool(self.directory, segment_bytes=self.segment_bytes, background_sync=True)
 
     @rule(e=audit_events)
     def append(self, e: pb.AuditEvent) -> None:
@@ -595,6 +600,20 @@ class SpoolMachine(RuleBasedStateMachine):
     @rule(batch=st.lists(audit_events, max_size=6))
     def append_many(self, batch: list[pb.AuditEvent]) -> None:
         self.spool.append_many(batch)
+        self.model.extend(batch)
+
+    @rule(batch=st.lists(audit_events, min_size=1, max_size=6))
+    def outbox_append(self, batch: list[pb.AuditEvent]) -> None:
+        # As the trail's outbox ends a turn: written from C, counted by the spool's next
+        # operation, or handed back to Python (a segment about to fill).
+        unwritten = [frame(e) for e in batch]
+
+        def write_pending() -> None:
+            self.spool.append_frames(unwritten[:])
+            unwritten.clear()
+
+        Outbox(unwritten, [], self.spool.file, write_pending, lambda: None)()
+        assert unwritten == []
         self.model.extend(batch)
 
     @rule(
@@ -627,7 +646,7 @@ class SpoolMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         self.spool.close()
-        self.spool = AuditSpool(self.directory, segment_bytes=self.segment_bytes)
+        self.spool = self.open_spool()
         self.last_peek = 0
 
     @rule()
@@ -636,7 +655,7 @@ class SpoolMachine(RuleBasedStateMachine):
         self.generation += 1
         shutil.copytree(old, self.directory)
         self.spool.close()
-        self.spool = AuditSpool(self.directory, segment_bytes=self.segment_bytes)
+        self.spool = self.open_spool()
         self.last_peek = 0
 
     @invariant()
