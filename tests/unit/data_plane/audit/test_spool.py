@@ -563,6 +563,21 @@ def test_appends_after_a_peek_wait_for_the_next_one(tmp_path: Path) -> None:
     spool.close()
 
 
+def test_without_the_c_module_the_spool_writes_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "_spoolio", None)
+    spool = AuditSpool(tmp_path, segment_bytes=2 * record_size(1), background_sync=True)
+    assert isinstance(spool.file, spool_module._SegmentFile)
+    for n in range(1, 6):
+        spool.append_frames([frame(event(n))])  # rotating every two records
+    assert seqs(spool.peek(100)) == [1, 2, 3, 4, 5]
+    spool.ack(5)
+    assert len(spool) == 0
+    spool.close()
+    assert len(AuditSpool(tmp_path)) == 0
+
+
 class SpoolMachine(RuleBasedStateMachine):
     """The spool behaves like a list that is appended to at the back and acked from the front."""
 

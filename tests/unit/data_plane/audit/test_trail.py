@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from data_plane.audit import trail as trail_module
 from data_plane.audit.spool import frame
 from data_plane.audit.trail import AuditTrail
 from protos.lockgate.v1 import node_pb2 as pb
@@ -147,6 +148,21 @@ async def test_the_outbox_ends_the_turn_in_c(trail: AuditTrail) -> None:
     # Written through the spool's segment by `_spoolio.Outbox`, not yet counted by the spool.
     assert trail.spool.file.unaccounted == 1
     assert len(trail.spool) == 1 and trail.spool.file.unaccounted == 0
+    trail.close()
+
+
+async def test_without_the_c_module_python_ends_the_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trail_module, "_spoolio", None)
+    trail = AuditTrail(tmp_path / "spool")
+    upstream = Socket(trail)
+    trail.session().record("statement", sql="SELECT 1")
+    trail.forward(upstream, b"Q")
+    assert upstream.writes == []
+    await asyncio.sleep(0)
+    assert upstream.writes == [(b"Q", 1)]
+    assert trail.spool.file.unaccounted == 0
     trail.close()
 
 
