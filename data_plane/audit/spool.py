@@ -336,12 +336,11 @@ class AuditSpool:
         control plane that is away leaves the rest on disk, read when it is back). They join
         the open run, already encoded as an upload sends them: a busy node writes a few
         records a turn, and a Python object per record or per turn cost more than the write."""
-        if self._closed:
-            self._check_open()
+        self._check_open()
         if not records:
             return
         self._take_outbox_writes()
-        data = records[0] if len(records) == 1 else b"".join(records)
+        data = b"".join(records)
         self._write(data)
         self._account(data, len(records))
 
@@ -511,23 +510,19 @@ class AuditSpool:
         file = self._file
         if file.size > 0 and file.size + size > self._segment_bytes:
             self._rotate()
+        view = memoryview(data)
+        written = 0
         try:
-            # One call writes it all but for a full disk or a signal; then the rest, in a loop.
-            written = os.write(file.fd, data)
-            if written < size:
-                view = memoryview(data)
-                while written < size:
-                    written += os.write(file.fd, view[written:])
+            while written < size:
+                written += os.write(file.fd, view[written:])
         except OSError:
             # Leave no torn record behind (a full disk, say) for readers or for recovery.
             with contextlib.suppress(OSError):
                 os.ftruncate(file.fd, file.size)
             raise
         file.size += size
-        syncer = self._syncer
-        if syncer is not None:
-            if syncer.pending is None:
-                syncer.request(file.fd)
+        if self._syncer is not None:
+            self._syncer.request(file.fd)
             return
         now = time.monotonic()
         if now - self._last_sync >= self._fsync_interval:
