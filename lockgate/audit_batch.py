@@ -55,6 +55,8 @@ def event_spans(batch: bytes) -> Iterator[tuple[int, int]]:
         at += 1
         size = shift = 0
         while True:
+            if at == len(batch):
+                raise ValueError("an AuditBatch event's length is cut short")
             byte = batch[at]
             at += 1
             size |= (byte & 0x7F) << shift
@@ -65,6 +67,25 @@ def event_spans(batch: bytes) -> Iterator[tuple[int, int]]:
             raise ValueError("an AuditBatch event is cut short")
         yield at, at + size
         at += size
+
+
+def prefix(batch: bytes, limit: int, budget: int | None, alone: bool) -> tuple[int, int, int]:
+    """The first events of an `AuditBatch` encoding made as `batch_of` makes it: at most
+    `limit` of them and at most `budget` bytes of events (None: no bound), or the first one
+    whatever its size when `alone`. Returns where they end in `batch`, how many they are and
+    their events' bytes (what a node's upload cuts and acknowledges, an event at a time)."""
+    if _auditwire is not None:
+        return _auditwire.prefix(batch, limit, -1 if budget is None else budget, alone)
+    at = count = size = 0
+    spans = event_spans(batch)
+    while count < limit and (span := next(spans, None)) is not None:
+        start, end = span
+        if budget is not None and size + end - start > budget and not (alone and count == 0):
+            break
+        at = end
+        count += 1
+        size += end - start
+    return at, count, size
 
 
 def events_of(batch: bytes) -> list[bytes]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import itertools
 import json
 import logging
 import os
@@ -32,7 +31,7 @@ from typing import NamedTuple
 
 from google.protobuf.message import DecodeError
 
-from lockgate.audit_batch import batch_of, event_spans, events_of, frames_to_batch
+from lockgate.audit_batch import batch_of, event_spans, events_of, frames_to_batch, prefix
 from protos.lockgate.v1 import node_pb2 as pb
 
 try:
@@ -67,13 +66,9 @@ class _Run(NamedTuple):
 
 def _split_run(run: _Run, count: int) -> tuple[_Run, _Run]:
     """The first `count` records of a run (0 < count < run.records) and the rest."""
-    at = size = 0
+    at, _, size = prefix(run.batch, count, None, True)
     segment, offset = run.start
-    for start, end in itertools.islice(event_spans(run.batch), count):
-        at = end
-        size += end - start
-        offset += _HEADER.size + end - start
-    middle = (segment, offset)
+    middle = (segment, offset + count * _HEADER.size + size)
     return (
         _Run(run.batch[:at], count, size, run.start, middle),
         _Run(run.batch[at:], run.records - count, run.size - size, middle, run.end),
@@ -83,19 +78,12 @@ def _split_run(run: _Run, count: int) -> tuple[_Run, _Run]:
 def _first_that_fit(run: _Run, limit: int, budget: int | None, alone: bool) -> _Run:
     """The first records of `run`, at most `limit` of them and of at most `budget` bytes of
     events; when `alone` (the first of a peek), the first record whatever its size."""
-    count = size = 0
-    for start, end in event_spans(run.batch):
-        event_size = end - start
-        fits = budget is None or size + event_size <= budget or (alone and count == 0)
-        if count == limit or not fits:
-            break
-        count += 1
-        size += event_size
+    at, count, size = prefix(run.batch, limit, budget, alone)
     if count == run.records:
         return run
-    if count == 0:
-        return _Run(b"", 0, 0, run.start, run.start)
-    return _split_run(run, count)[0]
+    segment, offset = run.start
+    end = (segment, offset + count * _HEADER.size + size)
+    return _Run(run.batch[:at], count, size, run.start, end)
 
 
 def _singles(run: _Run) -> list[_Run]:

@@ -213,3 +213,56 @@ def test_event_spans_refuse_what_batch_of_does_not_make() -> None:
         list(event_spans(b"\x12\x00"))  # field 2
     with pytest.raises(ValueError):
         list(event_spans(b"\x0a\x05ab"))  # cut short
+
+
+# -- prefix: where a node's upload cuts its spool's records -------------------------------
+
+
+def _prefix_by_hand(
+    events: list[bytes], limit: int, budget: int | None, alone: bool
+) -> tuple[int, int, int]:
+    at = count = size = 0
+    for event in events:
+        fits = budget is None or size + len(event) <= budget or (alone and count == 0)
+        if count == limit or not fits:
+            break
+        at += len(batch_of([event]))
+        count += 1
+        size += len(event)
+    return at, count, size
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.binary(max_size=300) | st.binary(min_size=16380, max_size=16400), max_size=8),
+    st.integers(0, 10),
+    st.none() | st.integers(0, 40000),
+    st.booleans(),
+    st.booleans(),
+)
+def test_prefix_cuts_after_the_events_that_fit(
+    events: list[bytes], limit: int, budget: int | None, alone: bool, in_c: bool
+) -> None:
+    batch = batch_of(events)
+    with pytest.MonkeyPatch.context() as patch:
+        if not in_c:
+            patch.setattr(audit_batch, "_auditwire", None)
+        at, count, size = audit_batch.prefix(batch, limit, budget, alone)
+    assert (at, count, size) == _prefix_by_hand(events, limit, budget, alone)
+    assert events_of(batch[:at]) == events[:count]
+
+
+@pytest.mark.parametrize("in_c", [True, False])
+def test_prefix_refuses_what_batch_of_does_not_make(in_c: bool) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        if not in_c:
+            patch.setattr(audit_batch, "_auditwire", None)
+        for bad in (
+            b"\x12\x00",
+            b"\x0a\x05ab",
+            b"\x0a",
+            b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+        ):
+            with pytest.raises(ValueError):
+                audit_batch.prefix(bad, 5, None, False)
+        assert audit_batch.prefix(b"\x0a\x01a\x12\x00", 1, None, False) == (3, 1, 1)
