@@ -97,17 +97,16 @@ def _advisory_key(node_name: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-async def ingest(session: AsyncSession, batch: pb.AuditBatch, node_name: str) -> tuple[int, int]:
-    """Store a batch; returns (newly stored, duplicates). The caller commits, holding
-    `node_lock(node_name)` until then."""
+async def ingest(session: AsyncSession, raw: bytes, node_name: str) -> tuple[int, int]:
+    """Store a serialized `AuditBatch` the protobuf parser takes; returns (newly stored,
+    duplicates). The caller commits, holding `node_lock(node_name)` until then."""
     conn = await session.connection()
     if conn.dialect.name == "postgresql":
         await conn.execute(
             text("SELECT pg_advisory_xact_lock(:key)"), {"key": _advisory_key(node_name)}
         )
     # Split by session from the bytes (in C: a Python object per event cost more than the rest
-    # of ingestion together); gRPC has already parsed them, which rejects what is malformed.
-    raw = batch.SerializeToString()
+    # of ingestion together).
     stored = await _last_seqs(conn, audit_batch.session_ids(raw))
     blocks, total = audit_batch.split(raw, stored)
     if blocks:

@@ -58,7 +58,7 @@ def session_events(session_id: str, statements: int, end: bool = True) -> list[p
 
 async def store(db: Database, events: list[pb.AuditEvent]) -> tuple[int, int]:
     async with node_lock("node-1"), db.session() as session:
-        counts = await ingest(session, pb.AuditBatch(events=events), "node-1")
+        counts = await ingest(session, pb.AuditBatch(events=events).SerializeToString(), "node-1")
         await session.commit()
     return counts
 
@@ -171,7 +171,7 @@ async def test_overlapping_uploads_of_one_node_store_each_event_once(db: Databas
         if db.url.startswith("sqlite"):
             return await store(db, part)  # one control plane: its per-node lock
         async with db.session() as session:  # replicas: only the database's lock
-            counts = await ingest(session, pb.AuditBatch(events=part), "node-1")
+            counts = await ingest(session, pb.AuditBatch(events=part).SerializeToString(), "node-1")
             await session.commit()
         return counts
 

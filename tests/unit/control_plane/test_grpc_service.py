@@ -1,6 +1,7 @@
-"""AwaitApproval over a real gRPC server: pending, notified, then exactly one final event; a
-decision made over REST wakes the stream; request keys make it idempotent; reuse_seconds
-answers an identical statement at once."""
+"""The node-facing gRPC service on a real gRPC server. AwaitApproval: pending, notified, then
+exactly one final event; a decision made over REST wakes the stream; request keys make it
+idempotent; reuse_seconds answers an identical statement at once. UploadAudit: a batch stored
+once, what protobuf refuses refused."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from control_plane.crypto import SecretBox
 from control_plane.db import Database
-from control_plane.grpc_service import NodeService
+from control_plane.grpc_service import NodeService, register
 from control_plane.models import Approval, utcnow
 from lockgate.settings import Settings
 from protos.lockgate.v1 import node_pb2 as pb
@@ -27,11 +28,18 @@ CONSOLE = "https://lockgate.example"
 async def stub(db: Database, settings: Settings) -> AsyncIterator[pb_grpc.NodeServiceStub]:
     server = grpc.aio.server()
     service = NodeService(db, SecretBox.from_settings(settings), console_url=CONSOLE)
-    pb_grpc.add_NodeServiceServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+    register(service, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        yield pb_grpc.NodeServiceStub(channel)  # type: ignore[no-untyped-call]
+        stub = pb_grpc.NodeServiceStub(channel)  # type: ignore[no-untyped-call]
+        # What the node uses: the batch as its spool holds it, sent as it is.
+        stub.upload_raw = channel.unary_unary(
+            "/lockgate.v1.NodeService/UploadAudit",
+            request_serializer=None,
+            response_deserializer=pb.AuditAck.FromString,
+        )
+        yield stub
     await server.stop(grace=None)
 
 
@@ -229,3 +237,46 @@ async def test_a_rule_that_requires_a_reason_refuses_requests_without_one(
     call = stub.AwaitApproval(held(reason="INC-42"), metadata=node_token)
     assert (await call.read()).state == "pending"
     call.cancel()
+
+
+# -- UploadAudit: the batch taken as bytes, still checked by the parser ------------------------
+
+
+def _events(session: str, seqs: range) -> list[pb.AuditEvent]:
+    return [
+        pb.AuditEvent(
+            session_id=session,
+            seq=seq,
+            kind="session.start" if seq == 1 else "statement",
+            time_ms=1_700_000_000_000,
+            payload_json=b'{"sql": "SELECT 1"}',
+        )
+        for seq in seqs
+    ]
+
+
+async def test_an_upload_is_stored_once_whichever_way_it_was_serialized(
+    stub: pb_grpc.NodeServiceStub, node_token: list[tuple[str, str]], api: Api
+) -> None:
+    first = pb.AuditBatch(events=_events("sess-up", range(1, 4)))
+    ack = await stub.UploadAudit(first, metadata=node_token)
+    assert (ack.accepted, ack.duplicates) == (3, 0)
+    again = pb.AuditBatch(events=_events("sess-up", range(2, 6))).SerializeToString()
+    ack = await stub.upload_raw(again, metadata=node_token)
+    assert (ack.accepted, ack.duplicates) == (2, 2)
+    stored = (await api.get("/sessions/sess-up/events")).json()
+    assert [event["seq"] for event in stored] == [1, 2, 3, 4, 5]
+
+
+async def test_an_upload_protobuf_refuses_is_invalid_and_stores_nothing(
+    stub: pb_grpc.NodeServiceStub, node_token: list[tuple[str, str]], api: Api
+) -> None:
+    good = pb.AuditBatch(events=_events("sess-bad", range(1, 3))).SerializeToString()
+    for bad in (good[:-1], b"\x0a\xff", good + b"\x0b"):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.upload_raw(bad, metadata=node_token)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (await api.get("/sessions/sess-bad/events")).status_code == 404
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await stub.upload_raw(good, metadata=[("authorization", "Bearer nope")])
+    assert unknown.value.code() == grpc.StatusCode.UNAUTHENTICATED

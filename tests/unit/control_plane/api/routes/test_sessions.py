@@ -40,7 +40,7 @@ async def _record(db: Database) -> None:
             for seq in seqs
         ]
         async with node_lock("n"), db.session() as session:
-            await ingest(session, pb.AuditBatch(events=events), "n")
+            await ingest(session, pb.AuditBatch(events=events).SerializeToString(), "n")
             await session.commit()
 
 
