@@ -93,7 +93,8 @@ def events_of(batch: bytes) -> list[bytes]:
     return [batch[start:end] for start, end in event_spans(batch)]
 
 
-_FRAME = struct.Struct("<II")  # the node spool's record header: length, CRC32
+FRAME_HEADER = struct.Struct("<II")
+"""The header of a record in the node's spool: the event's length and its CRC32."""
 
 
 def frames_to_batch(frames: bytes) -> bytes:
@@ -104,10 +105,10 @@ def frames_to_batch(frames: bytes) -> bytes:
     parts: list[bytes] = []
     at = 0
     while at < len(frames):
-        if at + _FRAME.size > len(frames):
+        if at + FRAME_HEADER.size > len(frames):
             raise ValueError("a spool record is cut short")
-        size, _ = _FRAME.unpack_from(frames, at)
-        at += _FRAME.size
+        size, _ = FRAME_HEADER.unpack_from(frames, at)
+        at += FRAME_HEADER.size
         if at + size > len(frames):
             raise ValueError("a spool record is cut short")
         parts += (_field_1_head(size), frames[at : at + size])

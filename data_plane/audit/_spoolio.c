@@ -193,6 +193,10 @@ static int SpoolFile_set_size(SpoolFile *self, PyObject *value, void *closure) {
     return 0;
 }
 
+static PyObject *SpoolFile_get_limit(SpoolFile *self, void *closure) {
+    return PyLong_FromLongLong(self->limit);
+}
+
 static PyObject *SpoolFile_get_unaccounted(SpoolFile *self, void *closure) {
     return PyLong_FromLongLong(self->unaccounted_records);
 }
@@ -201,6 +205,9 @@ static PyGetSetDef SpoolFile_getset[] = {
     {"fd", (getter)SpoolFile_get_fd, NULL, "The segment's descriptor (opened for appending).", NULL},
     {"size", (getter)SpoolFile_get_size, (setter)SpoolFile_set_size,
      "Bytes in the segment (the spool's own writes add theirs).", NULL},
+    {"limit", (getter)SpoolFile_get_limit, NULL,
+     "A write that would take a non-empty segment past this many bytes starts a new one.",
+     NULL},
     {"unaccounted", (getter)SpoolFile_get_unaccounted, NULL,
      "Records written by an Outbox that `take` has not returned yet.", NULL},
     {NULL},

@@ -10,6 +10,7 @@ class _Syncer(Protocol):
 class SpoolFile:
     fd: int
     size: int
+    limit: int
     unaccounted: int
     def __init__(self, fd: int, size: int, limit: int, syncer: _Syncer | None) -> None: ...
     def take(self) -> tuple[bytes, int]: ...

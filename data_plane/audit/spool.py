@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import struct
 import threading
 import time
 import zlib
@@ -31,7 +30,14 @@ from typing import NamedTuple
 
 from google.protobuf.message import DecodeError
 
-from lockgate.audit_batch import batch_of, event_spans, events_of, frames_to_batch, prefix
+from lockgate.audit_batch import (
+    FRAME_HEADER,
+    batch_of,
+    event_spans,
+    events_of,
+    frames_to_batch,
+    prefix,
+)
 from protos.lockgate.v1 import node_pb2 as pb
 
 try:
@@ -41,7 +47,7 @@ except ImportError:  # not built: the trail's Python path writes everything
 
 log = logging.getLogger("lockgate.audit.spool")
 
-_HEADER = struct.Struct("<II")  # payload length, CRC32 of the payload
+_HEADER = FRAME_HEADER  # payload length, CRC32 of the payload
 _MAX_PAYLOAD = 0xFFFFFFFF
 _READ_CHUNK = 64 << 10
 _KEPT = 20000  # appended records kept as pending, at most (see append_frames)
@@ -107,6 +113,7 @@ class _SegmentFile:
     def __init__(self, fd: int, size: int, limit: int, syncer: object) -> None:
         self.fd = fd
         self.size = size
+        self.limit = limit
 
     def take(self) -> tuple[bytes, int]:
         return b"", 0
@@ -247,7 +254,6 @@ class AuditSpool:
         if segment_bytes <= 0:
             raise ValueError("segment_bytes must be positive")
         self._dir = directory
-        self._segment_bytes = segment_bytes
         self._fsync_interval = fsync_interval
         self._appended = 0
         self._last_peek = 0
@@ -496,7 +502,7 @@ class AuditSpool:
     def _write(self, data: bytes) -> None:
         size = len(data)
         file = self._file
-        if file.size > 0 and file.size + size > self._segment_bytes:
+        if file.size > 0 and file.size + size > file.limit:
             self._rotate()
         view = memoryview(data)
         written = 0

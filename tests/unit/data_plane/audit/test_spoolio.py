@@ -95,6 +95,7 @@ def test_without_an_fsync_thread_the_python_path_writes(segment: int) -> None:
 def test_a_write_past_the_segment_limit_is_left_to_the_python_path(segment: int) -> None:
     size = len(record(1))
     file = SpoolFile(segment, 0, size, Syncer())
+    assert file.limit == size  # the spool's own writes rotate by the same limit
     fallbacks: list[int] = []
     Outbox([record(1)], [], file, lambda: fallbacks.append(1), lambda: None)()
     assert fallbacks == [] and file.size == size  # an empty segment takes any write
