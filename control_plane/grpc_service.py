@@ -132,7 +132,7 @@ class NodeService(pb_grpc.NodeServiceServicer):
 
     async def UploadAudit(
         self,
-        request: bytes,  # the serialized AuditBatch: see `_raw_upload`
+        request: bytes,  # the serialized AuditBatch, as the node sent it: see `register`
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.AuditAck:
         # One session and transaction for the whole call: a busy node uploads many times a
