@@ -145,7 +145,7 @@ class NodeService(pb_grpc.NodeServiceServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not an AuditBatch")
             async with node_lock(node.name):
                 accepted, duplicates = await ingest(session, request, node.name)
-                await session.execute(
+                await session.exec(
                     update(Node).where(col(Node.id) == node.id).values(last_seen_at=utcnow())
                 )
                 await session.commit()
