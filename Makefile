@@ -13,7 +13,7 @@ system-deps: ## install the OS packages the tests need (idempotent; apt on Debia
 	@scripts/system-deps.sh
 
 $(STAMP): pyproject.toml data_plane/protocols/postgres/_fastpath.c lockgate/_auditwire.c \
-		data_plane/audit/_spoolio.c
+		data_plane/audit/_spoolio.c lockgate/_buf.h
 	@scripts/build-deps.sh
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

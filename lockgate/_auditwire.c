@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_buf.h"
+
 typedef struct {
     const unsigned char *p;
     const unsigned char *end;
@@ -254,9 +256,7 @@ typedef struct {
     const unsigned char *first; /* the first kept event's bytes */
     Py_ssize_t first_size;
     PyObject *ends; /* list of bytes: kept session.end events */
-    unsigned char *block; /* the kept events, each as AuditBatch field 1 */
-    Py_ssize_t block_size;
-    Py_ssize_t block_cap;
+    Buf block; /* the kept events, each as AuditBatch field 1 */
 } Session;
 
 typedef struct {
@@ -270,29 +270,11 @@ typedef struct {
 } SplitCtx;
 
 static int block_append(Session *s, const unsigned char *data, Py_ssize_t size) {
-    Py_ssize_t need = s->block_size + 11 + size;
-    if (need > s->block_cap) {
-        Py_ssize_t cap = s->block_cap ? s->block_cap : 4096;
-        while (cap < need)
-            cap *= 2;
-        unsigned char *grown = PyMem_Realloc(s->block, cap);
-        if (!grown) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        s->block = grown;
-        s->block_cap = cap;
-    }
-    unsigned char *out = s->block + s->block_size;
-    *out++ = 0x0A;
-    uint64_t n = (uint64_t)size;
-    while (n >= 0x80) {
-        *out++ = (unsigned char)((n & 0x7F) | 0x80);
-        n >>= 7;
-    }
-    *out++ = (unsigned char)n;
-    memcpy(out, data, size);
-    s->block_size = (out - s->block) + size;
+    if (buf_reserve(&s->block, 11 + size) < 0) /* a tag, a varint of at most ten bytes */
+        return -1;
+    s->block.p[s->block.len++] = 0x0A;
+    put_varint(&s->block, (uint64_t)size);
+    put(&s->block, data, size);
     return 0;
 }
 
@@ -396,7 +378,7 @@ static PyObject *split_result(SplitCtx *ctx) {
             Py_INCREF(ends);
         PyObject *item = Py_BuildValue(
             "(OLLnny#y#N)", s->sid, (long long)s->first_seq, (long long)s->last, s->kept,
-            s->statements, (const char *)s->block, s->block_size, (const char *)s->first,
+            s->statements, (const char *)s->block.p, s->block.len, (const char *)s->first,
             s->first_size, ends);
         if (!item || PyList_Append(blocks, item) < 0) {
             Py_XDECREF(item);
@@ -425,7 +407,7 @@ static PyObject *split(PyObject *module, PyObject *args) {
     for (Py_ssize_t i = 0; i < ctx.count; i++) {
         Py_XDECREF(ctx.sessions[i].sid);
         Py_XDECREF(ctx.sessions[i].ends);
-        PyMem_Free(ctx.sessions[i].block);
+        PyMem_Free(ctx.sessions[i].block.p);
     }
     PyMem_Free(ctx.sessions);
     Py_XDECREF(ctx.index);

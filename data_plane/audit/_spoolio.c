@@ -17,28 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef struct {
-    char *p;
-    Py_ssize_t len, cap;
-} Buf;
-
-static int buf_add(Buf *b, const char *data, Py_ssize_t n) {
-    if (b->len + n > b->cap) {
-        Py_ssize_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *p = PyMem_Realloc(b->p, (size_t)cap);
-        if (p == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, (size_t)n);
-    b->len += n;
-    return 0;
-}
+#include "_buf.h"
 
 /* ---------------------------------------------------------------------------------------- */
 
@@ -148,7 +127,7 @@ static int write_records(SpoolFile *self, const char *data, Py_ssize_t n, Py_ssi
 }
 
 static PyObject *SpoolFile_take(SpoolFile *self, PyObject *Py_UNUSED(ignored)) {
-    PyObject *data = PyBytes_FromStringAndSize(self->unaccounted.p, self->unaccounted.len);
+    PyObject *data = PyBytes_FromStringAndSize((const char *)self->unaccounted.p, self->unaccounted.len);
     if (data == NULL)
         return NULL;
     PyObject *out = Py_BuildValue("(NL)", data, self->unaccounted_records);
@@ -343,7 +322,7 @@ static PyObject *Outbox_call(Outbox *self, PyObject *args, PyObject *kwds) {
             if (buf_add(j, PyBytes_AS_STRING(record), PyBytes_GET_SIZE(record)) < 0)
                 return NULL;
         }
-        int done = write_records(self->file, j->p, j->len, n);
+        int done = write_records(self->file, (const char *)j->p, j->len, n);
         if (done < 0)
             return NULL;
         if (done == 0)

@@ -23,6 +23,8 @@
 #include <time.h>
 #include <zlib.h>
 
+#include "_buf.h"
+
 /* Longer statements go the Python path (it truncates what the audit keeps at 1 MiB). */
 #define FAST_SQL_MAX 16384
 /* Entries per cache before it is cleared (as `lockgate.enforcement.CACHE_LIMIT`). */
@@ -155,43 +157,6 @@ static Py_ssize_t shape_key(const unsigned char *s, Py_ssize_t n, unsigned char 
         i++;
     }
     return o;
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* Output buffer.                                                                             */
-
-typedef struct {
-    unsigned char *p;
-    Py_ssize_t len, cap;
-} Buf;
-
-static int buf_reserve(Buf *b, Py_ssize_t more) {
-    if (b->len + more <= b->cap)
-        return 0;
-    Py_ssize_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + more)
-        cap *= 2;
-    unsigned char *p = PyMem_Realloc(b->p, (size_t)cap);
-    if (p == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-static inline void put(Buf *b, const void *data, Py_ssize_t n) {
-    memcpy(b->p + b->len, data, (size_t)n);
-    b->len += n;
-}
-
-static inline void put_varint(Buf *b, uint64_t v) {
-    while (v >= 0x80) {
-        b->p[b->len++] = (unsigned char)(v | 0x80);
-        v >>= 7;
-    }
-    b->p[b->len++] = (unsigned char)v;
 }
 
 /* A JSON string of ASCII text, as json's encode_basestring_ascii writes it (needs 6n + 2). */
