@@ -49,6 +49,7 @@ class Sizes:
     latency_statements: int
     pgbench_seconds: int
     pgbench_clients: tuple[int, ...]
+    connect_seconds: int
     rows: int
     sessions: int
     session_seconds: int
@@ -63,6 +64,7 @@ FULL = Sizes(
     latency_statements=20_000,
     pgbench_seconds=20,
     pgbench_clients=(1, 8, 32),
+    connect_seconds=10,
     rows=1_000_000,
     sessions=1_000,
     session_seconds=60,
@@ -76,6 +78,7 @@ QUICK = Sizes(
     latency_statements=200,
     pgbench_seconds=1,
     pgbench_clients=(1, 8),
+    connect_seconds=1,
     rows=10_000,
     sessions=20,
     session_seconds=3,
@@ -180,6 +183,39 @@ def scenario_pgbench(sizes: Sizes) -> dict[str, Any]:
     return results
 
 
+def scenario_connect(sizes: Sizes) -> dict[str, Any]:
+    """`pgbench -S -C`: a new connection for every transaction, as an agent that runs `psql -c`
+    per tool call makes them. What a connection costs: client authentication, the node's
+    credentials from the control plane, the target's own log-in."""
+    results: dict[str, Any] = {"seconds": sizes.connect_seconds}
+    with stack.running(pgbouncer=True) as s:
+        assert s.pgbouncer is not None
+        legs: dict[str, tuple[str, dict[str, int]]] = {
+            "direct": (s.direct_dsn(), {}),
+            "pgbouncer": (s.pgbouncer_dsn(), {"proxy": _pid(s.pgbouncer.process)}),
+            "node": (
+                s.node_dsn(),
+                {"proxy": _pid(s.node.process), "control_plane": _pid(s.control_plane.process)},
+            ),
+        }
+        pgbench.init(s.direct_dsn())
+        for clients in (1, 8):
+            print(f"pgbench -S -C -c {clients}", flush=True)
+            runs: dict[str, list[dict[str, float]]] = {leg: [] for leg in legs}
+            for _ in range(sizes.runs):
+                for leg, (dsn, cpu) in legs.items():
+                    seconds = sizes.connect_seconds
+                    runs[leg].append(
+                        pgbench.run(dsn, clients, seconds, "simple", cpu, connect=True)
+                    )
+            entry: dict[str, Any] = {leg: summarize_runs(rs) for leg, rs in runs.items()}
+            tps = {leg: entry[leg]["tps"]["median"] for leg in legs}
+            entry["node_over_direct"] = tps["node"] / tps["direct"]
+            entry["node_over_pgbouncer"] = tps["node"] / tps["pgbouncer"]
+            results[str(clients)] = entry
+    return results
+
+
 def _pid(process: Process | None) -> int:
     assert process is not None and process.proc is not None, "process not running"
     return process.proc.pid
@@ -263,6 +299,7 @@ SCENARIOS: dict[str, Callable[[Sizes], dict[str, Any]]] = {
     "kernel": scenario_kernel,
     "latency": scenario_latency,
     "pgbench": scenario_pgbench,
+    "connect": scenario_connect,
     "large_result": scenario_large_result,
     "sessions": scenario_sessions,
     "propagation": scenario_propagation,
@@ -446,7 +483,7 @@ def render(results: dict[str, Any]) -> str:
         "What was profiled and changed, and what limits the figures that miss their targets:",
         "[performance.md](performance.md).",
     ]
-    lines += _latency(results) + _pgbench(results) + _large(results)
+    lines += _latency(results) + _pgbench(results) + _connect(results) + _large(results)
     lines += _sessions(results) + _propagation(results) + _compile(results) + _scp(results)
     lines += _kernel(results)
     lines += ["", "Raw figures: `bench/results.json`.", ""]
@@ -561,6 +598,43 @@ def _large(results: dict[str, Any]) -> list[str]:
             f"| {label} | {_f(r[leg]['mb_per_s'])} | {_f(r[leg]['rows_per_s'])} | "
             f"{r[leg]['bytes']['median']:.0f} | {ratio} |"
         )
+    return lines
+
+
+def _connect(results: dict[str, Any]) -> list[str]:
+    r = results.get("connect")
+    lines = ["", "## A connection per statement (pgbench -S -C)"]
+    if r is None:
+        return lines + MISSING
+    lines += [
+        "",
+        f"`pgbench -S -C`, {r['seconds']} s per run: every transaction opens its own connection",
+        "(SCRAM from the client; the node then fetches the target's credentials from the",
+        "control plane and logs in to the target with SCRAM), runs one select and closes. No",
+        "target to meet; PgBouncer in session mode keeps its server connections open between",
+        "clients, which the node does not. CPU is ms per connection of the proxy and, for the",
+        "node, of the control plane.",
+        "",
+        "| clients | leg | connections/s | connect ms | latency ms | proxy CPU ms | "
+        "control plane CPU ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for clients in ("1", "8"):
+        if clients not in r:
+            continue
+        for leg in ("direct", "pgbouncer", "node"):
+            e = r[clients][leg]
+
+            def cpu(key: str, e: dict[str, Any] = e) -> str:
+                if key not in e:
+                    return "-"
+                return _f({k: e[key][k] / 1000 for k in ("median", "min", "max")}, 2)
+
+            lines.append(
+                f"| {clients} | {leg} | {_f(e['tps'])} | {_f(e['connect_ms'], 2)} | "
+                f"{_f(e['latency_ms'], 2)} | {cpu('proxy_cpu_us_per_tx')} | "
+                f"{cpu('control_plane_cpu_us_per_tx')} |"
+            )
     return lines
 
 

@@ -38,6 +38,14 @@ def test_every_benchmark_scenario_runs_at_a_tiny_size(tmp_path: Path):
             assert "latency_ms" in pgbench[key][leg]
         assert pgbench[key]["node_over_pgbouncer"] > 0
 
+    connect = results["connect"]
+    for clients in ("1", "8"):
+        for leg in ("direct", "pgbouncer", "node"):
+            assert connect[clients][leg]["tps"]["median"] > 0
+            assert connect[clients][leg]["connect_ms"]["median"] > 0
+        assert connect[clients]["node"]["control_plane_cpu_us_per_tx"]["median"] > 0
+        assert connect[clients]["node_over_pgbouncer"] > 0
+
     large = results["large_result"]
     for leg in ("direct", "pgbouncer", "node", "node_masked"):
         assert large[leg]["mb_per_s"]["median"] > 0
@@ -73,6 +81,7 @@ def test_every_benchmark_scenario_runs_at_a_tiny_size(tmp_path: Path):
     report = doc.read_text()
     assert "Quick run" in report
     assert "node has no SSH listener yet" in report
+    assert "A connection per statement (pgbench -S -C)" in report
 
 
 def test_only_reruns_the_named_scenarios_and_keeps_the_others(tmp_path: Path):
