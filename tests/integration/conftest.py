@@ -3,12 +3,14 @@ real processes on free loopback ports, provisioned through the REST API."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import asyncpg
 import pytest
 
 from tests.harness.lockgate import ControlPlane, Node, add_connection
@@ -90,3 +92,17 @@ def agent(control_plane: ControlPlane, node: Node, appdb: str) -> Agent:
     a = make_agent(control_plane)
     wait_for_revision(control_plane, node)
     return a
+
+
+def connect_error(dsn: str) -> asyncpg.PostgresError:
+    """The error the node answers a new connection with (asyncpg: psycopg's has no SQLSTATE)."""
+
+    async def attempt() -> asyncpg.PostgresError:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=10)
+        except asyncpg.PostgresError as exc:
+            return exc
+        await conn.close()
+        raise AssertionError("connection unexpectedly succeeded")
+
+    return asyncio.run(attempt())

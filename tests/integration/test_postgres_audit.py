@@ -12,7 +12,7 @@ import psycopg
 from tests.harness.lockgate import ControlPlane, Node
 from tests.harness.postgres import PostgresTarget
 from tests.harness.processes import wait_until
-from tests.integration.conftest import Agent
+from tests.integration.conftest import Agent, connect_error
 
 
 def sessions_of(cp: ControlPlane, identity: str) -> list[dict]:
@@ -61,6 +61,11 @@ def test_control_plane_outage_loses_no_statement_and_duplicates_none(
             assert conn.execute(f"SELECT {i} AS during_outage").fetchone() == (i,)
         assert node.health()["control_plane"] == "unreachable"
         assert node.health()["audit_pending"] > 0
+        # A new session needs the target's credentials from the control plane.
+        refused = connect_error(dsn)
+        assert refused.sqlstate == "08006"
+        assert "credentials for connection" in str(refused)
+        assert conn.execute("SELECT 'still here'").fetchone() == ("still here",)
     finally:
         control_plane.start()
     conn.execute("SELECT 'after outage'")
@@ -68,17 +73,24 @@ def test_control_plane_outage_loses_no_statement_and_duplicates_none(
     expected = [
         "SELECT 'before outage'",
         *[f"SELECT {i} AS during_outage" for i in range(30)],
+        "SELECT 'still here'",
         "SELECT 'after outage'",
     ]
 
+    def outage_session() -> dict | None:
+        # The agent's other session is the one refused during the outage.
+        found = {s["outcome"]: s for s in sessions_of(control_plane, agent.name)}
+        return found.get("closed")
+
     def delivered() -> bool:
-        found = sessions_of(control_plane, agent.name)
-        return bool(found) and statements(control_plane, found[0]["id"]) == expected
+        session = outage_session()
+        return session is not None and statements(control_plane, session["id"]) == expected
 
     wait_until(delivered, 15, "audit events after the outage", interval=0.1)
-    session = sessions_of(control_plane, agent.name)[0]
-    assert session["outcome"] == "closed"
-    assert session["statements"] == len(expected)
+    session = outage_session()
+    assert session is not None and session["statements"] == len(expected)
+    outcomes = sorted(s["outcome"] for s in sessions_of(control_plane, agent.name))
+    assert outcomes == ["closed", "error"]
 
 
 def test_upstream_password_appears_in_no_response_log_event_or_database_file(

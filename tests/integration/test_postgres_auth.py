@@ -3,28 +3,14 @@ without a `connect` permit, an unknown connection, an unreachable target."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
-import asyncpg
 import psycopg
 import pytest
 
 from tests.harness.lockgate import ControlPlane, Node
 from tests.harness.processes import free_port
-from tests.integration.conftest import Agent, make_agent, wait_for_revision
-
-
-def connect_error(dsn: str) -> asyncpg.PostgresError:
-    async def attempt() -> asyncpg.PostgresError:
-        try:
-            conn = await asyncpg.connect(dsn, timeout=10)
-        except asyncpg.PostgresError as exc:
-            return exc
-        await conn.close()
-        raise AssertionError("connection unexpectedly succeeded")
-
-    return asyncio.run(attempt())
+from tests.integration.conftest import Agent, connect_error, make_agent, wait_for_revision
 
 
 def test_wrong_token_is_refused_with_28P01(node: Node, agent: Agent):

@@ -284,18 +284,27 @@ class ClientConnection:
         if not decision.allowed:
             self.outcome = "denied"
             raise SessionError("42501", f"permission denied: {decision.reason}")
-        self._setup_enforcement(bundle, user, connection.name)
-        self.node.register(self)
-        self.registered = True
+        # The target's connection (and its server process) gets going while the control plane
+        # answers for the credentials: neither waits for the other.
+        dialing = asyncio.ensure_future(self._dial(connection.host, connection.port))
         try:
+            self._setup_enforcement(bundle, user, connection.name)
+            self.node.register(self)
+            self.registered = True
             creds = await self.node.credentials(connection.name, self.session_id, user)
-        except grpc.aio.AioRpcError as exc:
+        except BaseException as exc:
+            dialing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, SessionError):
+                await dialing
+            if not isinstance(exc, grpc.aio.AioRpcError):
+                raise
             self.outcome = "error"
             raise SessionError(
                 "08006",
                 f'credentials for connection "{connection.name}" are unavailable',
                 detail=f"control plane: {exc.code().name}",
             ) from None
+        await dialing
         await self._login_upstream(
             connection.host, connection.port, connection.database, creds, params
         )
@@ -338,18 +347,11 @@ class ClientConnection:
         self.writer.write(codec.authentication_sasl_final(final))
         return token_id
 
-    async def _login_upstream(
-        self,
-        host: str,
-        port: int,
-        database: str,
-        creds: pb.Credentials,
-        client_params: dict[str, str],
-    ) -> None:
+    async def _dial(self, host: str, port: int) -> None:
+        """Open the target's connection (`upstream_reader`, `upstream_writer`)."""
         assert self.audit is not None
-        username, password = creds.username, creds.password
         try:
-            up_reader, up_writer = await asyncio.wait_for(
+            self.upstream_reader, self.upstream_writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port), UPSTREAM_CONNECT_TIMEOUT
             )
         except (OSError, TimeoutError) as exc:
@@ -358,7 +360,20 @@ class ClientConnection:
             raise SessionError(
                 "08001", f"could not connect to the target at {host}:{port}", detail=str(exc)
             ) from None
-        self.upstream_reader, self.upstream_writer = up_reader, up_writer
+
+    async def _login_upstream(
+        self,
+        host: str,
+        port: int,
+        database: str,
+        creds: pb.Credentials,
+        client_params: dict[str, str],
+    ) -> None:
+        """Log in on the connection `_dial` opened with the credentials from the control plane."""
+        assert self.audit is not None
+        assert self.upstream_reader is not None and self.upstream_writer is not None
+        username, password = creds.username, creds.password
+        up_reader, up_writer = self.upstream_reader, self.upstream_writer
         params = {k: v for k, v in client_params.items() if k not in OWN_PARAMS}
         params.update(user=username, database=database)
         up_writer.write(codec.startup_message(params))
