@@ -14,13 +14,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
-from sqlalchemy import update
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import col
 
 from control_plane import approvals, changes, compiler, notify
 from control_plane.audit import ingest, node_lock
@@ -34,6 +35,20 @@ from protos.lockgate.v1 import node_pb2_grpc as pb_grpc
 log = logging.getLogger("lockgate.grpc")
 
 STORE_POLL_SECONDS = 2.0
+
+_NODES = Node.__table__  # type: ignore[attr-defined]
+_CONNECTIONS = Connection.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class CallingNode:
+    """The node a call came from, as its token identified it."""
+
+    id: str
+    name: str
+    labels: dict[str, str]
+
+
 HEARTBEAT_SECONDS = 10.0
 
 
@@ -55,21 +70,23 @@ class NodeService(pb_grpc.NodeServiceServicer):
     async def _node(
         self,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
-        session: AsyncSession | None = None,
-    ) -> Node:
-        """The calling node, or abort with UNAUTHENTICATED; looked up in `session` when given
-        (a call that goes on to write saves opening a second one)."""
+        conn: AsyncConnection | None = None,
+    ) -> CallingNode:
+        """The calling node, or abort with UNAUTHENTICATED; looked up on `conn` when given (a
+        call that goes on to use the store saves opening a second connection). A Core select,
+        not an ORM load: every call of every node comes through here."""
         metadata = dict(context.invocation_metadata() or ())
         header = str(metadata.get("authorization", ""))
         secret = header.removeprefix("Bearer ").strip()
         node_id = tokens.token_id(secret, prefix="lgn")
         if node_id:
             async with contextlib.AsyncExitStack() as stack:
-                if session is None:
-                    session = await stack.enter_async_context(self.db.session())
-                node = await session.get(Node, node_id)
-                if node is not None and tokens.matches(secret, node.token_sha256):
-                    return node
+                if conn is None:
+                    conn = await stack.enter_async_context(self.db.engine.connect())
+                query = select(_NODES.c.id, _NODES.c.name, _NODES.c.labels, _NODES.c.token_sha256)
+                row = (await conn.execute(query.where(_NODES.c.id == node_id))).first()
+                if row is not None and tokens.matches(secret, row.token_sha256):
+                    return CallingNode(row.id, row.name, dict(row.labels or {}))
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked node token")
         raise AssertionError("unreachable")
 
@@ -112,23 +129,27 @@ class NodeService(pb_grpc.NodeServiceServicer):
         request: pb.CredentialsRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.Credentials:
-        node = await self._node(context)
-        async with self.db.session() as session:
-            conn = (
-                await session.exec(select(Connection).where(Connection.name == request.connection))
-            ).first()
-        if conn is None or not compiler.serves(node.labels, conn.node_labels):
+        async with self.db.engine.connect() as conn:
+            node = await self._node(context, conn)
+            query = select(
+                _CONNECTIONS.c.name,
+                _CONNECTIONS.c.username,
+                _CONNECTIONS.c.password_encrypted,
+                _CONNECTIONS.c.node_labels,
+            ).where(_CONNECTIONS.c.name == request.connection)
+            found = (await conn.execute(query)).first()
+        if found is None or not compiler.serves(node.labels, found.node_labels or {}):
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such connection for this node")
             raise AssertionError("unreachable")
         log.info(
             "credentials for %s issued to node %s (session %s, identity %s)",
-            conn.name,
+            found.name,
             node.name,
             request.session_id,
             request.identity,
         )
-        password = self.box.decrypt(conn.password_encrypted, aad=conn.name.encode())
-        return pb.Credentials(username=conn.username, password=password)
+        password = self.box.decrypt(found.password_encrypted, aad=found.name.encode())
+        return pb.Credentials(username=found.username, password=password)
 
     async def UploadAudit(
         self,
@@ -138,7 +159,7 @@ class NodeService(pb_grpc.NodeServiceServicer):
         # One session and transaction for the whole call: a busy node uploads many times a
         # second, and each round trip to the store costs the control plane's event loop.
         async with self.db.session() as session:
-            node = await self._node(context, session)
+            node = await self._node(context, await session.connection())
             try:
                 pb.AuditBatch.FromString(request)  # what the parser refuses is not stored
             except DecodeError:
