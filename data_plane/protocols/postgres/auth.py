@@ -1,7 +1,8 @@
 """Sans-io PostgreSQL authentication: SCRAM-SHA-256 towards clients, any method upstream.
 
 ScramServer checks a client's proof against several candidate tokens sharing one salt;
-UpstreamAuth answers an upstream server's Authentication requests with the node's credentials.
+UpstreamAuth answers an upstream server's Authentication requests with the node's credentials,
+through ScramClient for SCRAM, which keeps the keys derived from a password it has used.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import scramp
+from scramp.utils import saslprep
 
 from data_plane.protocols.postgres import codec
 
@@ -201,6 +204,114 @@ def _decode(data: bytes, which: str) -> str:
 
 # --- client side: the node authenticating to the upstream server ----------------------------
 
+# SaltedPassword = PBKDF2(password, salt, i) is what makes a SCRAM log-in cost milliseconds, and a
+# node logs in to the same target with the same password for session after session. So the keys
+# derived from it are kept, in memory only, per (password, salt, iterations) as the server
+# presents them: a changed password or a new verifier is another entry, never a wrong answer.
+# Entries are found by an HMAC of the password under a key of this process, not the password.
+# Sessions log in on the node's event loop, one step at a time: no lock.
+_KEY_CACHE_SIZE = 256
+_key_cache: OrderedDict[tuple[bytes, bytes, int], tuple[bytes, bytes]] = OrderedDict()
+_key_cache_pepper = secrets.token_bytes(32)
+MAX_ITERATIONS = (
+    1_000_000  # what an upstream server may ask PBKDF2 for (PostgreSQL's default: 4096)
+)
+
+
+def _client_and_server_keys(password: str, salt: bytes, iterations: int) -> tuple[bytes, bytes]:
+    """RFC 5802's ClientKey and ServerKey for this password, salt and iteration count."""
+    entry = (_hmac(_key_cache_pepper, password.encode("utf-8")), salt, iterations)
+    keys = _key_cache.get(entry)
+    if keys is not None:
+        _key_cache.move_to_end(entry)
+        return keys
+    salted = hashlib.pbkdf2_hmac("sha256", _saslprep(password), salt, iterations)
+    keys = (_hmac(salted, b"Client Key"), _hmac(salted, b"Server Key"))
+    _key_cache[entry] = keys
+    while len(_key_cache) > _KEY_CACHE_SIZE:
+        _key_cache.popitem(last=False)
+    return keys
+
+
+def _saslprep(password: str) -> bytes:
+    """The password as PostgreSQL hashes it: SASLprep'd (RFC 4013), or as it is where SASLprep
+    refuses it (the server and libpq both fall back to the raw bytes then)."""
+    if password.isascii() and password.isprintable():
+        return password.encode("ascii")  # nothing for SASLprep to map or refuse
+    try:
+        return str(saslprep(password)).encode("utf-8")
+    except scramp.ScramException:
+        return password.encode("utf-8")
+
+
+class ScramClient:
+    """SCRAM-SHA-256 client side (RFC 5802, RFC 7677) without channel binding, as libpq runs
+    it against PostgreSQL, with the salted password's keys cached (scramp's client derives
+    them afresh for every log-in and has no way to be handed them).
+
+    client_first, then client_final with the server-first-message, then verify_server_final.
+    """
+
+    def __init__(self, password: str) -> None:
+        self._password = password
+        self._nonce = _b64(secrets.token_bytes(18))
+        # PostgreSQL ignores the user name here (the startup packet's counts) and takes libpq's
+        # empty one; RFC 5802 wants one character at least, so "*", as pgJDBC sends.
+        self._client_first_bare = f"n=*,r={self._nonce}"
+        self._server_signature = b""
+
+    def client_first(self) -> bytes:
+        return f"n,,{self._client_first_bare}".encode("ascii")
+
+    def client_final(self, server_first: bytes) -> bytes:
+        """Take the server-first-message, return the client-final-message."""
+        text = _decode(server_first, "server-first-message")
+        # RFC 5802, 7: server-first-message = [reserved-mext ","] nonce "," salt ","
+        # iteration-count ["," extensions]
+        attrs = text.split(",")
+        if attrs[0].startswith("m="):
+            raise AuthFailed("upstream server requires an unsupported SCRAM extension")
+        if (
+            len(attrs) < 3
+            or not attrs[0].startswith("r=")
+            or not attrs[1].startswith("s=")
+            or not attrs[2].startswith("i=")
+        ):
+            raise _malformed("server-first-message")
+        nonce = attrs[0][2:]
+        if not nonce.startswith(self._nonce) or len(nonce) == len(self._nonce):
+            raise AuthFailed("upstream server's SCRAM nonce does not extend ours")
+        try:
+            salt = base64.b64decode(attrs[1][2:], validate=True)
+            iterations = int(attrs[2][2:])
+        except ValueError:  # binascii.Error is one
+            raise _malformed("server-first-message") from None
+        if not salt or not 0 < iterations <= MAX_ITERATIONS:
+            raise _malformed("server-first-message")
+        client_key, server_key = _client_and_server_keys(self._password, salt, iterations)
+        without_proof = f"c={_b64(b'n,,')},r={nonce}"
+        auth_message = f"{self._client_first_bare},{text},{without_proof}".encode()
+        signature = _hmac(hashlib.sha256(client_key).digest(), auth_message)
+        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+        self._server_signature = _hmac(server_key, auth_message)
+        return f"{without_proof},p={_b64(proof)}".encode("ascii")
+
+    def verify_server_final(self, server_final: bytes) -> None:
+        """Check the server-final-message proves the server holds the password's verifier."""
+        text = _decode(server_final, "server-final-message")
+        # RFC 5802, 7: server-final-message = (server-error / verifier) ["," extensions]
+        verifier = text.split(",")[0]
+        if verifier.startswith("e="):
+            raise AuthFailed(f"upstream server refused SCRAM: {verifier[2:]}")
+        if not verifier.startswith("v="):
+            raise _malformed("server-final-message")
+        try:
+            signature = base64.b64decode(verifier[2:], validate=True)
+        except ValueError:
+            raise _malformed("server-final-message") from None
+        if not self._server_signature or not hmac.compare_digest(signature, self._server_signature):
+            raise AuthFailed("upstream server failed SCRAM verification")
+
 
 class UpstreamAuth:
     """Answers an upstream server's Authentication requests with the node's credentials."""
@@ -208,7 +319,7 @@ class UpstreamAuth:
     def __init__(self, user: str, password: str) -> None:
         self._user = user
         self._password = password
-        self._scram: scramp.ScramClient | None = None
+        self._scram: ScramClient | None = None
         self._scram_stage = 0  # 1 initial response sent, 2 final sent, 3 server verified
         self._done = False
 
@@ -259,31 +370,19 @@ class UpstreamAuth:
         if SCRAM_SHA_256 not in mechanisms:
             offered = ", ".join(mechanisms) or "none"
             raise AuthFailed(f"upstream server offers no supported SASL mechanism ({offered})")
-        try:
-            # The user name in client-first is ignored by PostgreSQL; scramp wants one.
-            self._scram = scramp.ScramClient([SCRAM_SHA_256], self._user or "*", self._password)
-            client_first = str(self._scram.get_client_first())
-        except scramp.ScramException:
-            raise AuthFailed("upstream credentials cannot be used with SCRAM") from None
+        self._scram = ScramClient(self._password)
         self._scram_stage = 1
-        return codec.sasl_initial_response(SCRAM_SHA_256, client_first.encode("utf-8"))
+        return codec.sasl_initial_response(SCRAM_SHA_256, self._scram.client_first())
 
     def _sasl_continue(self, data: bytes) -> bytes:
         if self._scram is None or self._scram_stage != 1:
             raise AuthFailed("unexpected SASL continuation from upstream server")
-        try:
-            self._scram.set_server_first(data.decode("utf-8"))
-            client_final = str(self._scram.get_client_final())
-        except (scramp.ScramException, UnicodeDecodeError):
-            raise AuthFailed("upstream server sent an invalid SCRAM challenge") from None
+        client_final = self._scram.client_final(data)
         self._scram_stage = 2
-        return codec.sasl_response(client_final.encode("utf-8"))
+        return codec.sasl_response(client_final)
 
     def _sasl_final(self, data: bytes) -> None:
         if self._scram is None or self._scram_stage != 2:
             raise AuthFailed("unexpected SASL final message from upstream server")
-        try:
-            self._scram.set_server_final(data.decode("utf-8"))
-        except (scramp.ScramException, UnicodeDecodeError):
-            raise AuthFailed("upstream server failed SCRAM verification") from None
+        self._scram.verify_server_final(data)
         self._scram_stage = 3

@@ -1,21 +1,25 @@
 """Authentication without sockets: UpstreamAuth (client) talks to ScramServer (server) through
-codec-framed messages; a hand-written SCRAM client covers what UpstreamAuth never sends."""
+codec-framed messages; a hand-written SCRAM client covers what UpstreamAuth never sends, and
+scramp's server checks ScramClient as an independent implementation."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+from types import SimpleNamespace
 
 import pytest
 import scramp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data_plane.protocols.postgres import codec
+from data_plane.protocols.postgres import auth, codec
 from data_plane.protocols.postgres.auth import (
+    MAX_ITERATIONS,
     AuthFailed,
     ScramCandidate,
+    ScramClient,
     ScramServer,
     UpstreamAuth,
 )
@@ -243,6 +247,126 @@ def test_client_final_raises_only_auth_failed_on_any_bytes(data: bytes) -> None:
     server.handle_client_first(b"n,,n=,r=abc")
     try:
         server.handle_client_final(data)
+    except AuthFailed:
+        pass
+
+
+# --- ScramClient ---------------------------------------------------------------------------
+
+
+def scramp_login(password: str, server_password: str, iterations: int = ITERATIONS) -> None:
+    """A whole exchange of ScramClient with scramp's server; raises what either side raises."""
+    mechanism = scramp.ScramMechanism("SCRAM-SHA-256")
+    auth_info = mechanism.make_auth_info(server_password, iteration_count=iterations)
+    server = mechanism.make_server(lambda _user: auth_info)
+    client = ScramClient(password)
+    server.set_client_first(client.client_first().decode())
+    server.set_client_final(client.client_final(server.get_server_first().encode()).decode())
+    client.verify_server_final(server.get_server_final().encode())
+
+
+def server_first_for(client: ScramClient, rest: str = ",s=AAAAAAAA,i=4096") -> bytes:
+    nonce = client.client_first().decode().split("r=", 1)[1]
+    return f"r={nonce}more{rest}".encode()
+
+
+@pytest.fixture
+def pbkdf2_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Iteration counts of the PBKDF2 runs ScramClient makes, from an empty key cache."""
+    calls: list[int] = []
+    real = hashlib.pbkdf2_hmac
+
+    def counting(name: str, password: bytes, salt: bytes, iterations: int) -> bytes:
+        calls.append(iterations)
+        return real(name, password, salt, iterations)
+
+    # The auth module's hashlib only: scramp's server derives its verifiers with the real one.
+    monkeypatch.setattr(
+        auth, "hashlib", SimpleNamespace(**{**vars(hashlib), "pbkdf2_hmac": counting})
+    )
+    monkeypatch.setattr(auth, "_key_cache", type(auth._key_cache)())
+    return calls
+
+
+def test_scram_client_logs_in_to_scramps_server_and_checks_its_signature() -> None:
+    scramp_login("s3cret", "s3cret")
+    scramp_login("pässwörd ünïcode", "pässwörd ünïcode")
+
+
+def test_scram_client_with_the_wrong_password_is_refused_by_scramps_server() -> None:
+    with pytest.raises(scramp.ScramException):
+        scramp_login("wrong", "s3cret")
+
+
+def test_scram_client_derives_a_password_once_per_salt_and_iteration_count(
+    pbkdf2_calls: list[int],
+) -> None:
+    for _ in range(3):
+        run_exchange(UpstreamAuth("app", "token-aaaa"), new_server())
+    assert pbkdf2_calls == [ITERATIONS]
+    scramp_login("token-aaaa", "token-aaaa", iterations=5000)  # a new salt and count
+    run_exchange(UpstreamAuth("app", "token-bbbb"), new_server())  # another password
+    assert pbkdf2_calls == [ITERATIONS, 5000, ITERATIONS]
+    with pytest.raises(AuthFailed):  # a cached key of another password is never used
+        run_exchange(UpstreamAuth("app", "token-zzzz"), new_server())
+
+
+def test_scram_key_cache_is_bounded(pbkdf2_calls: list[int]) -> None:
+    for i in range(auth._KEY_CACHE_SIZE + 20):
+        client = ScramClient(f"pw-{i}")
+        client.client_final(server_first_for(client, ",s=AAAA,i=1"))
+    assert len(auth._key_cache) == auth._KEY_CACHE_SIZE
+    assert len(pbkdf2_calls) == auth._KEY_CACHE_SIZE + 20
+
+
+def test_password_is_saslprepped_or_taken_as_is_where_saslprep_refuses_it() -> None:
+    assert auth._saslprep("plain ascii") == b"plain ascii"
+    assert auth._saslprep("no\u00a0break") == b"no break"  # mapped to a space
+    assert auth._saslprep("bell\u0007") == "bell\u0007".encode()  # prohibited: raw bytes
+
+
+@pytest.mark.parametrize(
+    ("server_first", "message"),
+    [
+        (lambda c: b"r=someone-elses,s=AAAA,i=4096", "nonce"),
+        (lambda c: server_first_for(c).replace(b"more", b""), "nonce"),  # not extended
+        (lambda c: b"m=ext," + server_first_for(c), "extension"),
+        (lambda c: server_first_for(c, ",s=AAAA,i=0"), "malformed"),
+        (lambda c: server_first_for(c, f",s=AAAA,i={MAX_ITERATIONS + 1}"), "malformed"),
+        (lambda c: server_first_for(c, ",s=!!!,i=4096"), "malformed"),
+        (lambda c: server_first_for(c, ",i=4096,s=AAAA"), "malformed"),
+    ],
+)
+def test_scram_client_refuses_a_bad_server_first_message(server_first, message: str) -> None:
+    client = ScramClient("pw")
+    with pytest.raises(AuthFailed, match=message):
+        client.client_final(server_first(client))
+
+
+def test_scram_client_reports_a_server_error_and_refuses_a_missing_verifier() -> None:
+    client = ScramClient("pw")
+    client.client_final(server_first_for(client))
+    with pytest.raises(AuthFailed, match="other-error"):
+        client.verify_server_final(b"e=other-error")
+    with pytest.raises(AuthFailed, match="malformed"):
+        client.verify_server_final(b"x=AAAA")
+    with pytest.raises(AuthFailed, match="verification"):
+        ScramClient("pw").verify_server_final(b"v=AAAA")  # before any challenge
+
+
+@FUZZ
+@given(st.binary(max_size=120), st.binary(max_size=80))
+def test_scram_client_raises_only_auth_failed_on_any_server_messages(
+    first: bytes, final: bytes
+) -> None:
+    client = ScramClient("pw")
+    for data in (first, server_first_for(client, first.decode("latin-1"))):
+        try:
+            client.client_final(data)
+        except AuthFailed:
+            pass
+    try:
+        client.verify_server_final(final)
     except AuthFailed:
         pass
 
