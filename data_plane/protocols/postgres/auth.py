@@ -213,9 +213,8 @@ def _decode(data: bytes, which: str) -> str:
 _KEY_CACHE_SIZE = 256
 _key_cache: OrderedDict[tuple[bytes, bytes, int], tuple[bytes, bytes]] = OrderedDict()
 _key_cache_pepper = secrets.token_bytes(32)
-MAX_ITERATIONS = (
-    1_000_000  # what an upstream server may ask PBKDF2 for (PostgreSQL's default: 4096)
-)
+# The most PBKDF2 rounds an upstream server may ask for (PostgreSQL's default is 4096).
+MAX_ITERATIONS = 1_000_000
 
 
 def _client_and_server_keys(password: str, salt: bytes, iterations: int) -> tuple[bytes, bytes]:
