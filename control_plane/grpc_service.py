@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,6 @@ import grpc
 from google.protobuf.message import DecodeError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlmodel import col
 
 from control_plane import approvals, changes, compiler, notify
 from control_plane.audit import ingest, node_lock
@@ -35,6 +35,10 @@ from protos.lockgate.v1 import node_pb2_grpc as pb_grpc
 log = logging.getLogger("lockgate.grpc")
 
 STORE_POLL_SECONDS = 2.0
+# A node's last-seen time is written by its uploads at most this often (a busy node uploads
+# several times a second; an idle one sends an empty upload every 10 s, and a node is shown
+# online while it was seen within 30 s).
+SEEN_EVERY_SECONDS = 5.0
 
 _NODES = Node.__table__  # type: ignore[attr-defined]
 _CONNECTIONS = Connection.__table__  # type: ignore[attr-defined]
@@ -47,9 +51,6 @@ class CallingNode:
     id: str
     name: str
     labels: dict[str, str]
-
-
-HEARTBEAT_SECONDS = 10.0
 
 
 class NodeService(pb_grpc.NodeServiceServicer):
@@ -66,6 +67,7 @@ class NodeService(pb_grpc.NodeServiceServicer):
         self.bundles = compiler.BundleCache()
         self.console_url = console_url
         self.hub = hub
+        self._seen_written: dict[str, float] = {}  # node id -> monotonic time of the last write
 
     async def _node(
         self,
@@ -166,10 +168,16 @@ class NodeService(pb_grpc.NodeServiceServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not an AuditBatch")
             async with node_lock(node.name):
                 accepted, duplicates = await ingest(session, request, node.name)
-                await session.exec(
-                    update(Node).where(col(Node.id) == node.id).values(last_seen_at=utcnow())
-                )
+                seen = time.monotonic()
+                stale = seen - self._seen_written.get(node.id, -SEEN_EVERY_SECONDS)
+                if stale >= SEEN_EVERY_SECONDS:
+                    conn = await session.connection()
+                    await conn.execute(
+                        update(_NODES).where(_NODES.c.id == node.id).values(last_seen_at=utcnow())
+                    )
                 await session.commit()
+                if stale >= SEEN_EVERY_SECONDS:
+                    self._seen_written[node.id] = seen
         return pb.AuditAck(accepted=accepted, duplicates=duplicates)
 
     async def AwaitApproval(

@@ -1,7 +1,7 @@
 """The node-facing gRPC service on a real gRPC server. AwaitApproval: pending, notified, then
 exactly one final event; a decision made over REST wakes the stream; request keys make it
 idempotent; reuse_seconds answers an identical statement at once. UploadAudit: a batch stored
-once, what protobuf refuses refused."""
+once, what protobuf refuses refused; the node marked seen, not on every batch."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 
+from control_plane import grpc_service
 from control_plane.crypto import SecretBox
 from control_plane.db import Database
 from control_plane.grpc_service import NodeService, register
@@ -280,3 +281,29 @@ async def test_an_upload_protobuf_refuses_is_invalid_and_stores_nothing(
     with pytest.raises(grpc.aio.AioRpcError) as unknown:
         await stub.upload_raw(good, metadata=[("authorization", "Bearer nope")])
     assert unknown.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_uploads_keep_the_node_seen_without_writing_it_for_every_batch(
+    stub: pb_grpc.NodeServiceStub,
+    node_token: list[tuple[str, str]],
+    api: Api,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def last_seen() -> str | None:
+        (node,) = (await api.get("/nodes")).json()
+        assert node["name"] == "edge-1"
+        return node["last_seen_at"]
+
+    assert await last_seen() is None
+    heartbeat = pb.AuditBatch()  # what an idle node sends every 10 s
+    await stub.UploadAudit(heartbeat, metadata=node_token)
+    first = await last_seen()
+    assert first is not None and (await api.get("/nodes")).json()[0]["online"]
+    await stub.UploadAudit(
+        pb.AuditBatch(events=_events("sess-seen", range(1, 3))), metadata=node_token
+    )
+    assert await last_seen() == first  # within SEEN_EVERY_SECONDS: not written again
+    monkeypatch.setattr(grpc_service, "SEEN_EVERY_SECONDS", 0.0)
+    await stub.UploadAudit(heartbeat, metadata=node_token)
+    later = await last_seen()
+    assert later is not None and later > first
