@@ -199,12 +199,12 @@ def scenario_connect(sizes: Sizes) -> dict[str, Any]:
             ),
         }
         pgbench.init(s.direct_dsn())
+        seconds = sizes.connect_seconds
         for clients in (1, 8):
             print(f"pgbench -S -C -c {clients}", flush=True)
             runs: dict[str, list[dict[str, float]]] = {leg: [] for leg in legs}
             for _ in range(sizes.runs):
                 for leg, (dsn, cpu) in legs.items():
-                    seconds = sizes.connect_seconds
                     runs[leg].append(
                         pgbench.run(dsn, clients, seconds, "simple", cpu, connect=True)
                     )
