@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from control_plane import approvals, changes, compiler, notify
@@ -42,6 +42,16 @@ SEEN_EVERY_SECONDS = 5.0
 
 _NODES = Node.__table__  # type: ignore[attr-defined]
 _CONNECTIONS = Connection.__table__  # type: ignore[attr-defined]
+# Built once: every call of every node runs the first, every new session the second.
+_NODE_BY_ID = select(_NODES.c.id, _NODES.c.name, _NODES.c.labels, _NODES.c.token_sha256).where(
+    _NODES.c.id == bindparam("id")
+)
+_CREDENTIALS_BY_NAME = select(
+    _CONNECTIONS.c.name,
+    _CONNECTIONS.c.username,
+    _CONNECTIONS.c.password_encrypted,
+    _CONNECTIONS.c.node_labels,
+).where(_CONNECTIONS.c.name == bindparam("name"))
 
 
 @dataclass(frozen=True)
@@ -85,8 +95,7 @@ class NodeService(pb_grpc.NodeServiceServicer):
             async with contextlib.AsyncExitStack() as stack:
                 if conn is None:
                     conn = await stack.enter_async_context(self.db.engine.connect())
-                query = select(_NODES.c.id, _NODES.c.name, _NODES.c.labels, _NODES.c.token_sha256)
-                row = (await conn.execute(query.where(_NODES.c.id == node_id))).first()
+                row = (await conn.execute(_NODE_BY_ID, {"id": node_id})).first()
                 if row is not None and tokens.matches(secret, row.token_sha256):
                     return CallingNode(row.id, row.name, dict(row.labels or {}))
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked node token")
@@ -133,13 +142,7 @@ class NodeService(pb_grpc.NodeServiceServicer):
     ) -> pb.Credentials:
         async with self.db.engine.connect() as conn:
             node = await self._node(context, conn)
-            query = select(
-                _CONNECTIONS.c.name,
-                _CONNECTIONS.c.username,
-                _CONNECTIONS.c.password_encrypted,
-                _CONNECTIONS.c.node_labels,
-            ).where(_CONNECTIONS.c.name == request.connection)
-            found = (await conn.execute(query)).first()
+            found = (await conn.execute(_CREDENTIALS_BY_NAME, {"name": request.connection})).first()
         if found is None or not compiler.serves(node.labels, found.node_labels or {}):
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such connection for this node")
             raise AssertionError("unreachable")
@@ -169,14 +172,15 @@ class NodeService(pb_grpc.NodeServiceServicer):
             async with node_lock(node.name):
                 accepted, duplicates = await ingest(session, request, node.name)
                 seen = time.monotonic()
-                stale = seen - self._seen_written.get(node.id, -SEEN_EVERY_SECONDS)
-                if stale >= SEEN_EVERY_SECONDS:
+                since = seen - self._seen_written.get(node.id, -SEEN_EVERY_SECONDS)
+                due = since >= SEEN_EVERY_SECONDS
+                if due:
                     conn = await session.connection()
                     await conn.execute(
                         update(_NODES).where(_NODES.c.id == node.id).values(last_seen_at=utcnow())
                     )
                 await session.commit()
-                if stale >= SEEN_EVERY_SECONDS:
+                if due:
                     self._seen_written[node.id] = seen
         return pb.AuditAck(accepted=accepted, duplicates=duplicates)
 
