@@ -18,6 +18,7 @@ import cedarpy
 from lockgate import guardrails
 
 ACTIONS = ("connect", "read", "write", "ddl", "admin", "exec")
+DECIDED_LIMIT = 4096  # decisions an engine keeps (all dropped when full)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,12 @@ class Resource:
 
 def statement_messages(cedar: str) -> list[str]:
     """The `@message` annotation of each statement of a valid policy text, in order."""
-    static = json.loads(cedarpy.policies_to_json_str(cedar))["staticPolicies"]
+    return _messages_of(cedarpy.policies_to_json_str(cedar))
+
+
+def _messages_of(est: str) -> list[str]:
+    """`statement_messages` of a policy text in Cedar's JSON form."""
+    static = json.loads(est)["staticPolicies"]
     return [
         str((static[key].get("annotations") or {}).get("message", ""))
         for key in sorted(static, key=lambda k: int(k.removeprefix("policy")))
@@ -171,15 +177,26 @@ class PolicyEngine:
         texts: list[str] = []
         self._owners: list[str] = []
         self._messages: list[str] = []
+        reads_now = False
         for name, cedar in [*guardrails.policy_texts(), *policies]:
             try:
-                messages = statement_messages(cedar)
+                est = cedarpy.policies_to_json_str(cedar)
             except ValueError:
                 continue  # rejected at write time; never let one bad policy disable the rest
             texts.append(cedar)
+            messages = _messages_of(est)
             self._owners.extend([name] * len(messages))
             self._messages.extend(messages)
+            # In the JSON form, escapes in the text are resolved: an attribute or a string
+            # spelled "now" shows as `now`.
+            reads_now = reads_now or "now" in est
         self._policies = cedarpy.PolicySet.from_str("\n".join(texts))
+        # Cedar's answer is a function of the policies, the entities and the request, all
+        # fixed for this engine, so a request asked again gets the answer it got before.
+        # `context.now` changes every second; when no policy can read it, it is left out of
+        # the key (an attribute no policy names cannot change an answer).
+        self._decided: dict[str, Decision] = {}
+        self._reads_now = reads_now
         entities: list[dict[str, Any]] = []
         groups: set[str] = set()
         for p in principals:
@@ -213,14 +230,33 @@ class PolicyEngine:
     def authorize(
         self, identity: str, action: str, connection: str, context: Mapping[str, Any] | None = None
     ) -> Decision:
+        full = {**default_context(), **(context or {})}
+        if self._reads_now:
+            key = json.dumps([identity, action, connection, full])
+        else:
+            key = json.dumps([identity, action, connection, {**full, "now": 0}])
+        decision = self._decided.get(key)
+        if decision is None:
+            decision = self._authorize(identity, action, connection, full)
+            if len(self._decided) >= DECIDED_LIMIT:
+                self._decided.clear()
+            self._decided[key] = decision
+        return decision
+
+    def _authorize(
+        self, identity: str, action: str, connection: str, context: Mapping[str, Any]
+    ) -> Decision:
+        # Entity ids in their JSON form: Cedar's parser for `Type::"id"` text costs more than
+        # the evaluation itself, and the JSON form needs no escaping.
         request = {
-            "principal": f'Identity::"{quote_name(identity)}"',
-            "action": f'Action::"{action}"',
-            "resource": f'Connection::"{quote_name(connection)}"',
-            "context": {**default_context(), **(context or {})},
+            "principal": {"type": "Identity", "id": identity},
+            "action": {"type": "Action", "id": action},
+            "resource": {"type": "Connection", "id": connection},
+            "context": json.dumps(context),
         }
         result = cedarpy.is_authorized(request, self._policies, self._entities)
-        indexes = [self._index(pid) for pid in result.diagnostics.reasons]
+        # Cedar reports the deciding policies as a set: in policy order, the same every time.
+        indexes = sorted(self._index(pid) for pid in result.diagnostics.reasons)
         names = tuple(dict.fromkeys(self._owners[i] if i >= 0 else "?" for i in indexes))
         errors = tuple(result.diagnostics.errors)
         if result.allowed:
