@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     # `auto`: cleartext token over TLS, SCRAM-SHA-256 otherwise; `scram`: always SCRAM.
     pg_auth: Literal["auto", "scram"] = "auto"
+    # Seconds a PostgreSQL client has for its whole start-up (TLS, authentication and the
+    # target's log-in) before the node drops it, as PgBouncer's `client_login_timeout`.
+    pg_login_timeout: float = Field(default=30.0, gt=0)
     # Audit events per upload to the control plane; a batch not full waits up to
     # `audit_linger` seconds for more (fewer, larger uploads cost the control plane less).
     audit_batch_size: int = 5000

@@ -124,3 +124,37 @@ def test_garbage_and_half_open_clients_do_not_hurt_the_node(node: Node, agent: A
     conn = psycopg.connect(node.dsn(agent.name, agent.token, "appdb"))
     assert conn.execute("SELECT 'node still fine'").fetchone() == ("node still fine",)
     conn.close()
+
+
+def test_a_client_slow_to_start_up_is_dropped_at_the_login_timeout(
+    control_plane: ControlPlane, agent: Agent
+):
+    """The login timeout bounds the whole start-up, not each read: a client sending its
+    start-up packet a byte at a time is dropped before it has sent it all."""
+    import select
+    import socket
+
+    from data_plane.protocols.postgres import codec
+
+    slow = Node(
+        control_plane, "login-timeout-node", extra_env={"LOCKGATE_PG_LOGIN_TIMEOUT": "1"}
+    ).start()
+    try:
+        wait_for_revision(control_plane, slow)
+        packet = codec.startup_message({"user": agent.name, "database": "appdb"})
+        sent = 0
+        with socket.create_connection(("127.0.0.1", slow.pg_port), timeout=5) as sock:
+            try:
+                for sent in range(1, len(packet) + 1):  # 0.2 s a byte: ~9 s in all
+                    sock.sendall(packet[sent - 1 : sent])
+                    if select.select([sock], [], [], 0.2)[0] and sock.recv(1) == b"":
+                        break
+            except OSError:
+                pass  # reset by the node
+        assert sent < len(packet), "the node waited for the whole trickled start-up packet"
+        # A client that starts up at once still gets in.
+        dsn = slow.dsn(agent.name, agent.token, "appdb", "disable")
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        slow.cleanup()

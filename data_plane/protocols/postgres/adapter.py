@@ -69,7 +69,6 @@ VIEWS_SQL = (
     "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
     "WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
 )
-HANDSHAKE_TIMEOUT = 30.0
 UPSTREAM_CONNECT_TIMEOUT = 10.0
 # Start-up parameters the node sets itself on the upstream leg.
 OWN_PARAMS = {"user", "database", "replication"}
@@ -184,11 +183,14 @@ class ClientConnection:
     # the session, state by state ---------------------------------------------------------
 
     async def run(self) -> None:
-        startup = await self._negotiate()
-        if startup is None:
-            return
         try:
-            await self._start(startup)
+            # One deadline for the whole start-up rather than one per read: a client that
+            # trickles bytes cannot hold a session in start-up past it, and it is one timer.
+            async with asyncio.timeout(self.server.settings.pg_login_timeout):
+                startup = await self._negotiate()
+                if startup is None:
+                    return
+                await self._start(startup)
         except SessionError as exc:
             await self._fatal(exc.sqlstate, str(exc), exc.detail)
             return
@@ -207,7 +209,7 @@ class ClientConnection:
         while True:
             msg = reader.next_message()
             if msg is None:
-                data = await asyncio.wait_for(self.reader.read(READ_SIZE), HANDSHAKE_TIMEOUT)
+                data = await self.reader.read(READ_SIZE)
                 if not data:
                     return None
                 try:
@@ -398,8 +400,9 @@ class ClientConnection:
             else:
                 raise SessionError("08P01", f"unexpected message {chr(kind)!r} from the target")
         # AuthenticationOk to the client, then the target's ParameterStatus, our own
-        # BackendKeyData in place of the target's, and ReadyForQuery (protocol 55.2.1).
-        self.writer.write(codec.authentication_ok())
+        # BackendKeyData in place of the target's, and ReadyForQuery (protocol 55.2.1), in
+        # one write: a write per message would wake the client for each of them.
+        out = bytearray(codec.authentication_ok())
         while True:
             kind, body = await self._read_from(up_reader, upstream)
             if kind == ord("K"):
@@ -408,20 +411,20 @@ class ClientConnection:
                 secret = secrets.token_bytes(4)
                 self.cancel_key = (pid, secret)
                 self.server.cancel_keys[self.cancel_key] = (host, port, up_pid, up_secret)
-                self.writer.write(codec.backend_key_data(pid, secret))
+                out += codec.backend_key_data(pid, secret)
             elif kind == ord("Z"):
                 break
             else:
-                self.writer.write(bytes([kind]) + (len(body) + 4).to_bytes(4, "big") + body)
+                out += bytes([kind]) + (len(body) + 4).to_bytes(4, "big") + body
                 if kind == ord("E"):
+                    self.writer.write(out)
                     fields = codec.parse_error_fields(body)
                     raise SessionError(fields.get("C", "08004"), fields.get("M", "target error"))
         if self.enforcer is not None and self.enforcer.masking:
             await self._load_views(up_reader, up_writer, upstream)
-        self.writer.write(codec.ready_for_query(codec.parse_ready_for_query(body)))
-        pending = upstream.pending()
-        if pending:
-            self.writer.write(pending)
+        out += codec.ready_for_query(codec.parse_ready_for_query(body))
+        out += upstream.pending()
+        self.writer.write(out)
         await self.writer.drain()
         self.audit.record("session.connected", target=f"{host}:{port}", database=database)
 
@@ -782,7 +785,7 @@ class ClientConnection:
             msg = messages.next_message()
             if msg is not None:
                 return msg
-            data = await asyncio.wait_for(reader.read(READ_SIZE), HANDSHAKE_TIMEOUT)
+            data = await reader.read(READ_SIZE)
             if not data:
                 raise ConnectionError("peer closed the connection")
             messages.feed(data)
