@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -42,16 +42,38 @@ SEEN_EVERY_SECONDS = 5.0
 
 _NODES = Node.__table__  # type: ignore[attr-defined]
 _CONNECTIONS = Connection.__table__  # type: ignore[attr-defined]
-# Built once: every call of every node runs the first, every new session the second.
+# Built once: the node of every call but a new session's, which the next one finds too.
 _NODE_BY_ID = select(_NODES.c.id, _NODES.c.name, _NODES.c.labels, _NODES.c.token_sha256).where(
     _NODES.c.id == bindparam("id")
 )
-_CREDENTIALS_BY_NAME = select(
-    _CONNECTIONS.c.name,
-    _CONNECTIONS.c.username,
-    _CONNECTIONS.c.password_encrypted,
-    _CONNECTIONS.c.node_labels,
-).where(_CONNECTIONS.c.name == bindparam("name"))
+# A new session's one trip to the store: the calling node and the connection it asks for (an
+# outer join, so that a connection that does not exist still finds the node).
+_NODE_AND_CREDENTIALS = (
+    select(
+        _NODES.c.id,
+        _NODES.c.name,
+        _NODES.c.labels,
+        _NODES.c.token_sha256,
+        _CONNECTIONS.c.name.label("connection"),
+        _CONNECTIONS.c.username,
+        _CONNECTIONS.c.password_encrypted,
+        _CONNECTIONS.c.node_labels,
+    )
+    .select_from(_NODES.outerjoin(_CONNECTIONS, _CONNECTIONS.c.name == bindparam("name")))
+    .where(_NODES.c.id == bindparam("id"))
+)
+
+
+def _node_token(context: grpc.aio.ServicerContext) -> tuple[str | None, str]:  # type: ignore[type-arg]
+    """The node id and the whole token a call's `authorization` metadata carries."""
+    metadata = dict(context.invocation_metadata() or ())
+    secret = str(metadata.get("authorization", "")).removeprefix("Bearer ").strip()
+    return tokens.token_id(secret, prefix="lgn"), secret
+
+
+async def _unauthenticated(context: grpc.aio.ServicerContext) -> NoReturn:  # type: ignore[type-arg]
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked node token")
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -87,10 +109,7 @@ class NodeService(pb_grpc.NodeServiceServicer):
         """The calling node, or abort with UNAUTHENTICATED; looked up on `conn` when given (a
         call that goes on to use the store saves opening a second connection). A Core select,
         not an ORM load: every call of every node comes through here."""
-        metadata = dict(context.invocation_metadata() or ())
-        header = str(metadata.get("authorization", ""))
-        secret = header.removeprefix("Bearer ").strip()
-        node_id = tokens.token_id(secret, prefix="lgn")
+        node_id, secret = _node_token(context)
         if node_id:
             async with contextlib.AsyncExitStack() as stack:
                 if conn is None:
@@ -98,8 +117,7 @@ class NodeService(pb_grpc.NodeServiceServicer):
                 row = (await conn.execute(_NODE_BY_ID, {"id": node_id})).first()
                 if row is not None and tokens.matches(secret, row.token_sha256):
                     return CallingNode(row.id, row.name, dict(row.labels or {}))
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked node token")
-        raise AssertionError("unreachable")
+        await _unauthenticated(context)
 
     async def Subscribe(
         self,
@@ -140,20 +158,27 @@ class NodeService(pb_grpc.NodeServiceServicer):
         request: pb.CredentialsRequest,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.Credentials:
+        node_id, secret = _node_token(context)
+        if not node_id:
+            await _unauthenticated(context)
         async with self.db.engine.connect() as conn:
-            node = await self._node(context, conn)
-            found = (await conn.execute(_CREDENTIALS_BY_NAME, {"name": request.connection})).first()
-        if found is None or not compiler.serves(node.labels, found.node_labels or {}):
+            query = {"id": node_id, "name": request.connection}
+            found = (await conn.execute(_NODE_AND_CREDENTIALS, query)).first()
+        if found is None or not tokens.matches(secret, found.token_sha256):
+            await _unauthenticated(context)
+        if found.connection is None or not compiler.serves(
+            dict(found.labels or {}), found.node_labels or {}
+        ):
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such connection for this node")
             raise AssertionError("unreachable")
         log.info(
             "credentials for %s issued to node %s (session %s, identity %s)",
+            found.connection,
             found.name,
-            node.name,
             request.session_id,
             request.identity,
         )
-        password = self.box.decrypt(found.password_encrypted, aad=found.name.encode())
+        password = self.box.decrypt(found.password_encrypted, aad=found.connection.encode())
         return pb.Credentials(username=found.username, password=password)
 
     async def UploadAudit(

@@ -1,7 +1,8 @@
 """The node-facing gRPC service on a real gRPC server. AwaitApproval: pending, notified, then
 exactly one final event; a decision made over REST wakes the stream; request keys make it
 idempotent; reuse_seconds answers an identical statement at once. UploadAudit: a batch stored
-once, what protobuf refuses refused; the node marked seen, not on every batch."""
+once, what protobuf refuses refused; the node marked seen, not on every batch. FetchCredentials:
+only to a node whose token holds and whose labels the connection asks for."""
 
 from __future__ import annotations
 
@@ -307,3 +308,47 @@ async def test_uploads_keep_the_node_seen_without_writing_it_for_every_batch(
     await stub.UploadAudit(heartbeat, metadata=node_token)
     later = await last_seen()
     assert later is not None and later > first
+
+
+async def test_credentials_go_only_to_a_known_node_that_serves_the_connection(
+    stub: pb_grpc.NodeServiceStub, api: Api
+) -> None:
+    created = (await api.post("/nodes", {"name": "edge-eu", "labels": {"region": "eu"}})).json()
+    token = created["token"]
+    for name, region in (("eu-db", "eu"), ("us-db", "us")):
+        connection = {
+            "name": name,
+            "host": "db.internal",
+            "port": 5432,
+            "database": "app",
+            "username": f"user-{name}",
+            "password": f"secret-{name}",
+            "node_labels": {"region": region},
+        }
+        assert (await api.post("/connections", connection)).status_code == 201
+
+    async def fetch(connection: str, authorization: str = f"Bearer {token}") -> pb.Credentials:
+        request = pb.CredentialsRequest(connection=connection, session_id="s-1", identity="ana")
+        result: pb.Credentials = await stub.FetchCredentials(
+            request, metadata=[("authorization", authorization)]
+        )
+        return result
+
+    async def refused(connection: str, authorization: str = f"Bearer {token}") -> grpc.StatusCode:
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await fetch(connection, authorization)
+        return failed.value.code()
+
+    got = await fetch("eu-db")
+    assert (got.username, got.password) == ("user-eu-db", "secret-eu-db")
+    assert await refused("us-db") == grpc.StatusCode.NOT_FOUND  # labels the node lacks
+    assert await refused("no-such-db") == grpc.StatusCode.NOT_FOUND
+    node_id = token.split("_")[1]
+    for wrong in (
+        f"Bearer lgn_{node_id}_{'x' * 43}",
+        "Bearer lgn_0123456789abcdef_" + "y" * 43,
+        "",
+    ):
+        assert await refused("eu-db", wrong) == grpc.StatusCode.UNAUTHENTICATED
+    assert (await api.delete("/nodes/edge-eu")).status_code == 204
+    assert await refused("eu-db") == grpc.StatusCode.UNAUTHENTICATED
