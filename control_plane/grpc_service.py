@@ -42,7 +42,8 @@ SEEN_EVERY_SECONDS = 5.0
 
 _NODES = Node.__table__  # type: ignore[attr-defined]
 _CONNECTIONS = Connection.__table__  # type: ignore[attr-defined]
-# Built once: the node of every call but a new session's, which the next one finds too.
+# Built once: the calling node, checked on every call (FetchCredentials finds it with the
+# connection it asks for, in the select below).
 _NODE_BY_ID = select(_NODES.c.id, _NODES.c.name, _NODES.c.labels, _NODES.c.token_sha256).where(
     _NODES.c.id == bindparam("id")
 )
