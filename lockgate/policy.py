@@ -61,13 +61,9 @@ class Resource:
     guardrails: tuple[str, ...] = ()
 
 
-def statement_messages(cedar: str) -> list[str]:
-    """The `@message` annotation of each statement of a valid policy text, in order."""
-    return _messages_of(cedarpy.policies_to_json_str(cedar))
-
-
-def _messages_of(est: str) -> list[str]:
-    """`statement_messages` of a policy text in Cedar's JSON form."""
+def statement_messages(est: str) -> list[str]:
+    """The `@message` annotation of each statement of a policy text in Cedar's JSON form (as
+    `cedarpy.policies_to_json_str` gives it), in order."""
     static = json.loads(est)["staticPolicies"]
     return [
         str((static[key].get("annotations") or {}).get("message", ""))
@@ -184,7 +180,7 @@ class PolicyEngine:
             except ValueError:
                 continue  # rejected at write time; never let one bad policy disable the rest
             texts.append(cedar)
-            messages = _messages_of(est)
+            messages = statement_messages(est)
             self._owners.extend([name] * len(messages))
             self._messages.extend(messages)
             # In the JSON form, escapes in the text are resolved: an attribute or a string
@@ -231,10 +227,8 @@ class PolicyEngine:
         self, identity: str, action: str, connection: str, context: Mapping[str, Any] | None = None
     ) -> Decision:
         full = {**default_context(), **(context or {})}
-        if self._reads_now:
-            key = json.dumps([identity, action, connection, full])
-        else:
-            key = json.dumps([identity, action, connection, {**full, "now": 0}])
+        keyed = full if self._reads_now else {**full, "now": 0}
+        key = json.dumps([identity, action, connection, keyed])
         decision = self._decided.get(key)
         if decision is None:
             decision = self._authorize(identity, action, connection, full)
