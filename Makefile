@@ -12,7 +12,8 @@ help: ## list the targets
 system-deps: ## install the OS packages the tests need (idempotent; apt on Debian)
 	@scripts/system-deps.sh
 
-$(STAMP): pyproject.toml data_plane/protocols/postgres/_fastpath.c lockgate/_auditwire.c \
+$(STAMP): pyproject.toml data_plane/protocols/postgres/_fastpath.c \
+		data_plane/protocols/postgres/_rows.c lockgate/_auditwire.c \
 		data_plane/audit/_spoolio.c lockgate/_buf.h
 	@scripts/build-deps.sh
 	python3 -m venv $(VENV)
@@ -54,5 +55,6 @@ bench: system-deps setup ## run the benchmarks and write docs/benchmarks.md
 
 clean: ## remove the virtual environment and local state
 	rm -rf $(VENV) .lockgate .pytest_cache .mypy_cache .ruff_cache build
-	rm -f data_plane/protocols/postgres/_fastpath.*.so lockgate/_auditwire.*.so \
+	rm -f data_plane/protocols/postgres/_fastpath.*.so \
+		data_plane/protocols/postgres/_rows.*.so lockgate/_auditwire.*.so \
 		data_plane/audit/_spoolio.*.so

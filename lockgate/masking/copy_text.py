@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate, repeat
 from operator import add, itemgetter
 
+from lockgate.masking import masks
+from lockgate.masking.data_rows import EMAIL, PASS
 from lockgate.masking.detectors import Scanner
 from lockgate.masking.plan import ColumnAction
 
@@ -97,11 +99,13 @@ class _Headers(dict[int, bytes]):
 class CopyLayout:
     """Masks runs of rows of one COPY layout: `columns` fields, plain emails in `masked`."""
 
-    __slots__ = ("_headers", "_pattern", "_stride", "columns", "masked")
+    __slots__ = ("_headers", "_pattern", "_stride", "codes", "columns", "masked")
 
     def __init__(self, columns: int, masked: tuple[int, ...]) -> None:
         self.columns = columns
         self.masked = masked
+        # The same layout for the C masker of COPY rows (`_rows.mask_copy_rows`).
+        self.codes = bytes(EMAIL if i in masked else PASS for i in range(columns))
         self._pattern = _row_pattern(columns, masked)
         self._stride = len(masked) + 1  # split pieces per matched row
         self._headers = _Headers(len(masked))
@@ -197,7 +201,7 @@ class CopyTextMasker:
     __slots__ = ("_emails",)
 
     def __init__(self, scanner: Scanner | None) -> None:
-        self._emails = scanner is None or "email" in scanner.names
+        self._emails = masks.shapes_emails(scanner)
 
     def layout(self, actions: Sequence[ColumnAction | None]) -> CopyLayout | None:
         """The layout for rows of `actions` (one per field), or None: leave them to the row

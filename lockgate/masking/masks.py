@@ -120,11 +120,16 @@ def mask_text(text: str, scanner: Scanner) -> tuple[str, int]:
 _PLAIN_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 
 
+def shapes_emails(scanner: Scanner | None) -> bool:
+    """Whether `mask_column_value` gives a plain email its shape before any detector runs."""
+    return scanner is None or "email" in scanner.names
+
+
 def mask_column_value(value: str, scanner: Scanner | None) -> str:
     """A value of a column masked by name: its detector shape when one match is the whole value,
     else a fixed mask that does not reveal the length. `scanner=None` tries every detector."""
     stripped = value.strip()
-    if (scanner is None or "email" in scanner.names) and _PLAIN_EMAIL.fullmatch(stripped):
+    if shapes_emails(scanner) and _PLAIN_EMAIL.fullmatch(stripped):
         # The common case, shaped without running every detector over the value.
         return mask_match("email", stripped)
     if stripped:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from dataclasses import dataclass
 
 import asyncpg
@@ -18,6 +19,7 @@ import psycopg
 import pytest
 from psycopg import ClientCursor
 
+from lockgate.masking import masks
 from tests.harness.lockgate import ControlPlane, Node, add_connection
 from tests.harness.postgres import PostgresTarget
 from tests.harness.processes import wait_until
@@ -380,3 +382,96 @@ def test_denied_statement_leaves_the_session_usable_and_is_audited(world: World)
     first = denials()[0]["payload"]
     assert first["sql"] == "DELETE FROM orders"
     assert first["policies"] == ["production-safety/no-unfiltered-writes"]
+
+
+CONTACT_VALUES = ["plain{}@example.com", "  padded{}@example.org ", "no email {}", None]
+
+
+@pytest.fixture(scope="module")
+def contacts(world: World, pg_target: PostgresTarget) -> str:
+    """Connection `masked-emails` (`*.email` masked, no detectors: rows are masked in runs in
+    C) and a table of 4,000 contacts whose emails are plain, padded, not emails or NULL."""
+    pg_target.psql_admin(
+        "CREATE TABLE contacts (id int PRIMARY KEY, email text, note text);"
+        "INSERT INTO contacts SELECT g, CASE g % 4 WHEN 0 THEN 'plain' || g || '@example.com' "
+        "WHEN 1 THEN '  padded' || g || '@example.org ' WHEN 2 THEN 'no email ' || g END, "
+        "'note ' || g FROM generate_series(0, 3999) g;"
+        "ALTER TABLE contacts OWNER TO app;",
+        database="appdb",
+    )
+    add_connection(world.cp, pg_target, "masked-emails")
+    world.cp.ok(
+        "POST",
+        "/policies",
+        json={
+            "name": "enf-agents-masked-emails",
+            "cedar": 'permit(principal in Group::"enf-agents", action, '
+            'resource == Connection::"masked-emails");',
+        },
+    )
+    world.cp.ok(
+        "POST",
+        "/masking-rules",
+        json={"name": "emails", "connections": ["masked-emails"], "columns": ["*.email"]},
+    )
+    wait_for_revision(world.cp, world.node)
+    return "masked-emails"
+
+
+def expected_contact(i: int) -> tuple[int, str | None, str]:
+    value = CONTACT_VALUES[i % 4]
+    masked = None if value is None else masks.mask_column_value(value.format(i), None)
+    return i, masked, f"note {i}"
+
+
+def masked_cells(world: World, identity: str) -> int:
+    """The masked cells the identity's only session reported when it ended."""
+    ends: list[dict] = []
+
+    def ended() -> bool:
+        found = world.cp.ok("GET", f"/sessions?identity={identity}")
+        if len(found) != 1:
+            return False
+        events = world.cp.ok("GET", f"/sessions/{found[0]['id']}/events")
+        ends[:] = [e["payload"] for e in events if e["kind"] == "session.end"]
+        return bool(ends)
+
+    wait_until(ended, 10, "the session's end in the audit trail")
+    return int(ends[0]["masked_cells"])
+
+
+def test_many_rows_through_psql_are_masked_as_the_row_path_masks_them(world: World, contacts: str):
+    agent = make_agent(world.cp, group="enf-agents", prefix="rows")
+    wait_for_revision(world.cp, world.node)
+    out = subprocess.run(
+        [
+            "psql",
+            world.node.dsn(agent.name, agent.token, contacts),
+            "-X",
+            "-At",
+            "-F",
+            "\t",
+            "-c",
+            "SELECT id, email, note, upper(email) FROM contacts ORDER BY id",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert len(rows) == 4000
+    for fields in rows:
+        _, email, note = expected_contact(int(fields[0]))
+        derived = "" if email is None else "****"  # upper(email): computed from it
+        assert fields[1:] == [email or "", note, derived], fields
+    # Every non-NULL email and its upper() (3,000 rows of 4,000 have one).
+    assert masked_cells(world, agent.name) == 6000
+
+
+def test_many_binary_rows_of_a_prepared_statement_are_masked(world: World, contacts: str):
+    dsn = world.node.dsn(world.agent.name, world.agent.token, contacts)
+    with psycopg.connect(dsn, prepare_threshold=0) as conn, conn.cursor(binary=True) as cur:
+        for limit in (10, 4000):
+            cur.execute("SELECT id, email, note FROM contacts WHERE id < %s ORDER BY id", (limit,))
+            assert cur.fetchall() == [expected_contact(i) for i in range(limit)]

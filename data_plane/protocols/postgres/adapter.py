@@ -48,6 +48,7 @@ from lockgate.bundle import AuthError, BundleView
 from lockgate.enforcement import Enforcer, StatementDecision
 from lockgate.masking import masks
 from lockgate.masking.copy_text import CopyTextMasker
+from lockgate.masking.data_rows import DataRowMasker
 from lockgate.masking.detectors import Scanner
 from lockgate.masking.plan import ColumnAction, StatementPlan
 from lockgate.ports import bind
@@ -604,8 +605,11 @@ class ClientConnection:
         def mask_error(fields: dict[str, str]) -> dict[str, str]:
             return masks.mask_error_fields(fields, masked_columns, scanner)
 
-        # Masks text COPY rows in bulk where that gives what mask_cell gives row by row.
-        self.server_stream = ServerStream(mask_cell, mask_error, CopyTextMasker(scanner))
+        # Masks text COPY rows and runs of DataRows in bulk where that gives what mask_cell
+        # gives row by row.
+        self.server_stream = ServerStream(
+            mask_cell, mask_error, CopyTextMasker(scanner), DataRowMasker(scanner)
+        )
 
     def on_bundle(self, bundle: BundleView) -> None:
         """A new bundle: decide with its policies from now on (live sessions included)."""

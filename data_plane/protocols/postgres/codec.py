@@ -155,17 +155,28 @@ def _parse_startup_params(body: bytes) -> dict[str, str]:
 
 # --- regular phase: framing ----------------------------------------------------------------
 
+MAX_MESSAGE = 1 << 30  # the longest message length the framing accepts
+
 
 def split_messages(
-    buf: bytes | bytearray | memoryview, start: int = 0, *, max_length: int = 1 << 30
+    buf: bytes | bytearray | memoryview,
+    start: int = 0,
+    *,
+    max_length: int = MAX_MESSAGE,
+    before: bytes = b"",
+    limit: int = -1,
 ) -> tuple[list[tuple[int, int, int]], int]:
-    """Find complete messages from `start`: [(type, body_start, body_end)], end of the last."""
+    """Find complete messages from `start`: [(type, body_start, body_end)], end of the last.
+    With `before`, stop before a message of one of those types other than the first; with
+    `limit`, after that many messages."""
     unpack = _INT32.unpack_from
     n = len(buf)
     pos = start
     out: list[tuple[int, int, int]] = []
     append = out.append
-    while n - pos >= 5:
+    while n - pos >= 5 and len(out) != limit:
+        if buf[pos] in before and pos != start:
+            break
         # PostgreSQL docs, 55.2 Message Flow: the int32 length counts itself, not the type.
         length = unpack(buf, pos + 1)[0]
         if length < 4 or length > max_length:
@@ -181,7 +192,7 @@ def split_messages(
 class MessageReader:
     """Buffers a byte stream and yields (type, body) messages; used while authenticating."""
 
-    def __init__(self, *, max_length: int = 1 << 30) -> None:
+    def __init__(self, *, max_length: int = MAX_MESSAGE) -> None:
         self._buf = bytearray()
         self._pos = 0
         self._max_length = max_length

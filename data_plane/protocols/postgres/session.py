@@ -30,7 +30,13 @@ from operator import itemgetter
 
 from data_plane.protocols.postgres import codec
 from lockgate.masking.copy_text import CopyLayout, CopyTextMasker
+from lockgate.masking.data_rows import DataRowMasker
 from lockgate.masking.plan import ColumnAction, StatementPlan
+
+try:
+    from data_plane.protocols.postgres._rows import mask_copy_rows, mask_data_rows
+except ImportError:  # pragma: no cover - `make setup` builds it
+    mask_copy_rows = mask_data_rows = None  # type: ignore[assignment]
 
 QUERY, PARSE, BIND, DESCRIBE, EXECUTE, CLOSE, SYNC, FLUSH, TERMINATE, FUNCTION_CALL = (
     ord(c) for c in "QPBDECSHXF"
@@ -202,6 +208,7 @@ class _Result:
     actions: tuple[ColumnAction | None, ...]
     oids: tuple[int, ...]
     binary: tuple[bool, ...]
+    layout: bytes | None = None  # for `mask_data_rows`, when its rows can be masked in runs
 
 
 class ServerStream:
@@ -213,6 +220,9 @@ class ServerStream:
 
     `copy_masker`, when given, masks runs of text COPY rows in bulk where it can prove the
     result is the same as `mask_cell`'s row by row; it must use the scanner `mask_cell` uses.
+    `row_masker` does the same for runs of DataRows, and runs of COPY rows too, with the C
+    module `_rows` (which then takes the place of `copy_masker`'s regular expressions): given,
+    it says that `mask_cell` is `masks.mask_cell` with that scanner.
     """
 
     def __init__(
@@ -220,10 +230,12 @@ class ServerStream:
         mask_cell: Masker,
         mask_error: ErrorMasker,
         copy_masker: CopyTextMasker | None = None,
+        row_masker: DataRowMasker | None = None,
     ) -> None:
         self._mask_cell = mask_cell
         self._mask_error = mask_error
         self._copy_masker = copy_masker
+        self._row_masker = row_masker if mask_data_rows is not None else None
         self._pending = bytearray()
         self._expect: deque[_Expect] = deque()
         self._prepared: dict[str, _Prepared] = {}
@@ -290,14 +302,73 @@ class ServerStream:
             self._pending.clear()
         else:
             buf = data
-        spans, consumed = codec.split_messages(buf)
         out: list[bytes] = []
         copied = 0  # buf[copied:] not yet emitted
+        pos = 0  # where the next message starts
+        rows_in_c = self._row_masker is not None
+        while True:
+            if rows_in_c and buf[pos : pos + 1] in (b"D", b"d"):
+                end, copied = self._row_run(buf, pos, copied, out)
+                if end > pos:
+                    pos = end
+                    continue
+                # The row path takes this row (or the message is incomplete).
+                spans, end = codec.split_messages(buf, pos, limit=1)
+            else:
+                spans, end = codec.split_messages(buf, pos, before=b"Dd" if rows_in_c else b"")
+            if not spans:
+                break
+            copied = self._on_messages(buf, spans, copied, out)
+            pos = end
+        if pos > copied:
+            out.append(buf[copied:pos])
+        if pos < len(buf):
+            self._pending += buf[pos:]
+        return b"".join(out)
+
+    def _row_run(self, buf: bytes, pos: int, copied: int, out: list[bytes]) -> tuple[int, int]:
+        """Take the run of DataRows or CopyData rows at `pos` in C: where it ends (`pos` if C
+        takes none) and the new `copied`. Masked rows go to `out`, after what was not emitted
+        before them."""
+        assert mask_data_rows is not None and mask_copy_rows is not None
+        layout: bytes | None = None
+        if buf[pos] == 0x44:  # DataRow
+            result = self._result if self._result is not None else self._execute_result()
+            if result is not None:
+                if result.layout is None:
+                    return pos, copied  # rows its layout cannot give: mask_cell, one by one
+                layout = result.layout
+            end, masked, rows, cells = mask_data_rows(buf, pos, layout, codec.MAX_MESSAGE)
+            self.rows += rows
+        else:  # CopyData
+            if self._copy is not None:
+                copy_layout = self._copy_layout()
+                if copy_layout is None:
+                    return pos, copied
+                layout = copy_layout.codes
+            end, masked, _, cells = mask_copy_rows(buf, pos, layout, codec.MAX_MESSAGE)
+        if masked is None:  # nothing changed: the rows pass as they are
+            return end, copied
+        self.masked_cells += cells
+        if pos > copied:
+            out.append(buf[copied:pos])
+        out.append(masked)
+        return end, end
+
+    def _on_messages(
+        self, buf: bytes, spans: list[tuple[int, int, int]], copied: int, out: list[bytes]
+    ) -> int:
+        """Follow (and mask) the messages `spans` of `buf`; returns the new `copied`."""
         kinds: bytes | None = None
         row_path_until = 0  # CopyData messages before this offset are not masked in bulk
         messages = enumerate(spans)
         for first, (kind, start, end) in messages:
-            if kind != 0x64 or start < row_path_until or (layout := self._copy_layout()) is None:
+            if (
+                kind != 0x64
+                or self._row_masker is not None  # runs of rows were for C to take
+                or start < row_path_until
+                or (layout := self._copy_layout()) is None
+            ):
                 replaced = self._on_message(kind, buf, start, end)
             else:
                 # CopyData rows are masked together, up to the next message of another type.
@@ -317,11 +388,7 @@ class ServerStream:
                     out.append(buf[copied : start - 5])
                 out.append(replaced)
                 copied = end
-        if consumed > copied:
-            out.append(buf[copied:consumed])
-        if consumed < len(buf):
-            self._pending += buf[consumed:]
-        return b"".join(out)
+        return copied
 
     def _on_message(self, kind: int, buf: bytes, start: int, end: int) -> bytes | None:
         """Track state; return a replacement message, or None to pass the message through."""
@@ -446,8 +513,8 @@ class ServerStream:
         self._result = self._make_result(stmt.plan, stmt.names, stmt.oids, formats)
         return self._result
 
-    @staticmethod
     def _make_result(
+        self,
         plan: StatementPlan | None,
         names: tuple[str, ...],
         oids: tuple[int, ...],
@@ -458,7 +525,8 @@ class ServerStream:
         actions = plan.actions(names)
         if not any(actions):
             return None
-        return _Result(actions, oids, tuple(f == 1 for f in formats))
+        layout = self._row_masker.layout(actions, oids) if self._row_masker else None
+        return _Result(actions, oids, tuple(f == 1 for f in formats), layout)
 
     def _mask_row(self, result: _Result, buf: bytes, start: int, end: int) -> bytes | None:
         count = int.from_bytes(buf[start : start + 2], "big")

@@ -206,6 +206,17 @@ def test_split_messages_resumes_from_start_offset_and_accepts_memoryview() -> No
     assert end == len(buf)
 
 
+def test_split_messages_stops_before_a_kind_or_after_a_count() -> None:
+    q, x, s = codec.query("a"), codec.terminate(), frame(b"S", b"")
+    buf = q + x + q + s
+    # `before` never stops at the first message: its caller is already at one of that kind.
+    assert [k for k, _, _ in codec.split_messages(buf, before=b"Q")[0]] == [ord("Q"), ord("X")]
+    assert codec.split_messages(buf, before=b"Q")[1] == len(q + x)
+    assert codec.split_messages(buf, len(q), before=b"S")[1] == len(q + x + q)
+    assert codec.split_messages(buf, limit=1) == ([(ord("Q"), 5, len(q))], len(q))
+    assert codec.split_messages(buf, len(q), limit=2)[1] == len(q + x + q)
+
+
 def test_split_messages_rejects_bad_lengths() -> None:
     with pytest.raises(ProtocolError):
         codec.split_messages(b"Q" + struct.pack("!i", 3))

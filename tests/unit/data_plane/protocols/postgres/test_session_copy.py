@@ -1,5 +1,6 @@
-"""COPY ... TO STDOUT through `ServerStream`: masking runs of rows in bulk gives, byte for byte,
-what the row-at-a-time path gives, whatever the rows, actions, scanner and chunking."""
+"""COPY ... TO STDOUT through `ServerStream`: masking runs of rows in bulk, in C (`_rows`) or
+with regular expressions (`copy_text`, without the C module), gives, byte for byte, what the
+row-at-a-time path gives, whatever the rows, actions, scanner and chunking."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from data_plane.protocols.postgres.session import ServerStream
 from lockgate.masking import masks
 from lockgate.masking.copy_text import CopyTextMasker
+from lockgate.masking.data_rows import DataRowMasker
 from lockgate.masking.detectors import ALL, Scanner
 from lockgate.masking.plan import ColumnAction, RulesInForce, StatementPlan
 from lockgate.sql.lineage import Lineage, OutputColumn
@@ -21,6 +23,8 @@ from tests.unit.lockgate.masking.test_copy_text import PLAIN_EMAILS, runs
 
 FUZZ = settings(max_examples=300, deadline=None)
 SCANNERS: list[Scanner | None] = [None, Scanner(["email"]), Scanner(["phone"]), Scanner(ALL)]
+PATHS = ("c", "regex", "rows")  # bulk in C, bulk with regular expressions, row by row
+BULK = pytest.mark.parametrize("path", PATHS[:2])
 
 
 def message(kind: bytes, body: bytes) -> bytes:
@@ -62,16 +66,21 @@ def plan(
     return StatementPlan(rules, lineage)
 
 
-def stream(statement: StatementPlan, scanner: Scanner | None, *, bulk: bool) -> ServerStream:
-    """A stream masking as the adapter does, for a query of one or two COPYs of `statement`;
-    `bulk=False` forces the row-at-a-time path."""
+def stream(statement: StatementPlan, scanner: Scanner | None, *, path: str) -> ServerStream:
+    """A stream masking as the adapter does, for a query of one or two COPYs of `statement`,
+    with runs of rows masked by `path` (one of PATHS)."""
 
     def mask_cell(raw: bytes, oid: int, binary: bool, action: ColumnAction) -> bytes | None:
         return masks.mask_cell(
             raw, oid=oid, binary=binary, how=action.how, keys=action.keys, scanner=scanner
         )
 
-    s = ServerStream(mask_cell, lambda fields: fields, CopyTextMasker(scanner) if bulk else None)
+    s = ServerStream(
+        mask_cell,
+        lambda fields: fields,
+        CopyTextMasker(scanner) if path != "rows" else None,
+        DataRowMasker(scanner) if path == "c" else None,
+    )
     s.expect_query((statement, statement))
     return s
 
@@ -84,22 +93,24 @@ def feed(s: ServerStream, data: bytes, cuts: Iterable[int] = ()) -> bytes:
 Outcome = tuple[bytes, int, int] | str
 
 
-def both(
+def agreed(
     statement: StatementPlan, scanner: Scanner | None, data: bytes, cuts: Iterable[int] = ()
-) -> tuple[Outcome, Outcome]:
-    """(output, masked cells, rows) of the bulk path and of the row path on the same chunks, or
-    the error they raise."""
+) -> Outcome:
+    """(output, masked cells, rows) of every path on the same chunks, or the error they raise,
+    once the three are found to be the same."""
     cuts = list(cuts)
-    results: list[Outcome] = []
-    for bulk in (True, False):
-        s = stream(statement, scanner, bulk=bulk)
+    results: dict[str, Outcome] = {}
+    for path in PATHS:
+        s = stream(statement, scanner, path=path)
         try:
             out = feed(s, data, cuts)
         except Exception as exc:
-            results.append(f"{type(exc).__name__}: {exc}")
+            results[path] = f"{type(exc).__name__}: {exc}"
         else:
-            results.append((out, s.masked_cells, s.rows))
-    return results[0], results[1]
+            results[path] = (out, s.masked_cells, s.rows)
+    assert results["c"] == results["rows"], "C"
+    assert results["regex"] == results["rows"], "regular expressions"
+    return results["rows"]
 
 
 def outcome(result: Outcome) -> tuple[bytes, int, int]:
@@ -137,8 +148,7 @@ def test_bulk_masking_gives_what_the_row_path_gives(
     copy: tuple[StatementPlan, bytes], scanner: Scanner | None, cuts: list[int]
 ) -> None:
     statement, data = copy
-    bulk, row_path = both(statement, scanner, data, cuts)
-    assert bulk == row_path
+    agreed(statement, scanner, data, cuts)
 
 
 @FUZZ
@@ -154,9 +164,7 @@ def test_runs_cut_anywhere_by_the_network_give_the_same_bytes(
         + b"".join(message(b"d", b"%d\t%s\tnote\n" % (i, e)) for i, e in enumerate(emails))
         + COPY_END
     )
-    bulk, row_path = both(plan(3, [1]), None, data, cuts)
-    assert bulk == row_path
-    assert outcome(bulk)[1] == len(emails)
+    assert outcome(agreed(plan(3, [1]), None, data, cuts))[1] == len(emails)
 
 
 def count_row_path(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
@@ -172,10 +180,13 @@ def count_row_path(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     return calls
 
 
-def test_a_copy_of_plain_emails_never_takes_the_row_path(monkeypatch: pytest.MonkeyPatch) -> None:
+@BULK
+def test_a_copy_of_plain_emails_never_takes_the_row_path(
+    monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
     rows = [b"%d\tuser%d@example.com\t%s\n" % (i, i, b"n" * 68) for i in range(1000)]
     data = copy_out_response(3) + b"".join(message(b"d", r) for r in rows) + COPY_END
-    s = stream(plan(3, [1]), None, bulk=True)
+    s = stream(plan(3, [1]), None, path=path)
     calls = count_row_path(monkeypatch)
     out = feed(s, data, range(0, len(data), 65536))
     assert calls == []
@@ -187,9 +198,7 @@ def test_a_copy_of_plain_emails_never_takes_the_row_path(monkeypatch: pytest.Mon
 def test_rows_the_bulk_path_cannot_prove_are_masked_row_by_row() -> None:
     rows = [b"1\tjane@example.com\n", b"2\t\\N\n", b"3\t  jane@example.com \n", b"4\tJane\n"]
     data = copy_out_response(2) + b"".join(message(b"d", r) for r in rows) + COPY_END
-    bulk, row_path = both(plan(2, [1]), None, data)
-    assert bulk == row_path
-    out, cells, _ = outcome(bulk)
+    out, cells, _ = outcome(agreed(plan(2, [1]), None, data))
     assert message(b"d", b"1\tj***@example.com\n") in out
     assert message(b"d", b"2\t\\N\n") in out
     assert message(b"d", b"3\tj***@example.com\n") in out
@@ -197,27 +206,33 @@ def test_rows_the_bulk_path_cannot_prove_are_masked_row_by_row() -> None:
     assert cells == 3
 
 
+@BULK
 def test_runs_of_nulls_go_to_the_row_path_then_emails_to_the_bulk_path_again(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
     rows = [b"%d\t\\N\tnote\n" % i for i in range(10000)]
     rows += [b"%d\tuser%d@example.com\tnote\n" % (i, i) for i in range(30000)]
     data = copy_out_response(3) + b"".join(message(b"d", r) for r in rows) + COPY_END
     cuts = range(0, len(data), 16384)
-    bulk, row_path = both(plan(3, [1]), None, data, cuts)
-    assert bulk == row_path
+    agreed(plan(3, [1]), None, data, cuts)
     calls = count_row_path(monkeypatch)
-    feed(stream(plan(3, [1]), None, bulk=True), data, cuts)
-    # The NULLs, and the emails of the runs the stream waits before trying again, are masked
-    # row by row; the other emails in bulk.
+    feed(stream(plan(3, [1]), None, path=path), data, cuts)
     emails = [c for c in calls if b"@" in c]
-    assert len(calls) - len(emails) == 10000
-    assert 0 < len(emails) < 5000
+    assert len(calls) - len(emails) == 10000  # the NULLs, row by row
+    if path == "c":
+        assert emails == []  # C takes each row it can, wherever it is
+    else:
+        # The emails of the runs the stream waits before trying the expressions again are
+        # masked row by row; the other emails in bulk.
+        assert 0 < len(emails) < 5000
 
 
-def test_a_copy_with_nothing_to_mask_passes_through(monkeypatch: pytest.MonkeyPatch) -> None:
+@BULK
+def test_a_copy_with_nothing_to_mask_passes_through(
+    monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
     data = copy_out_response(2) + message(b"d", b"1\tjane@example.com\n") + COPY_END
-    s = stream(plan(2, []), None, bulk=True)
+    s = stream(plan(2, []), None, path=path)
     calls = count_row_path(monkeypatch)
     assert feed(s, data) == data
     assert calls == []
@@ -226,19 +241,16 @@ def test_a_copy_with_nothing_to_mask_passes_through(monkeypatch: pytest.MonkeyPa
 
 def test_binary_copy_is_still_withheld() -> None:
     data = copy_out_response(1, binary=True) + message(b"d", b"PGCOPY\n\xff\r\n\x00") + COPY_END
-    bulk, row_path = both(plan(1, [0]), None, data)
-    assert bulk == row_path
-    assert message(b"d", b"") in outcome(bulk)[0]
-    assert b"PGCOPY" not in outcome(bulk)[0]
+    out = outcome(agreed(plan(1, [0]), None, data))[0]
+    assert message(b"d", b"") in out
+    assert b"PGCOPY" not in out
 
 
 @pytest.mark.parametrize("scanner", SCANNERS, ids=["all", "email", "phone", "ALL"])
 def test_csv_copy_is_masked_as_before(scanner: Scanner | None) -> None:
     rows = [b'1,jane@example.com,"a\tb"\n', b"2,john@example.com,c\n"]
     data = copy_out_response(3) + b"".join(message(b"d", r) for r in rows) + COPY_END
-    bulk, row_path = both(plan(3, [1]), scanner, data)
-    assert bulk == row_path
-    assert b"jane@" not in outcome(bulk)[0]
+    assert b"jane@" not in outcome(agreed(plan(3, [1]), scanner, data))[0]
 
 
 @pytest.mark.parametrize("scanner", SCANNERS, ids=["all", "email", "phone", "ALL"])
@@ -249,9 +261,7 @@ def test_a_row_no_csv_reader_accepts_is_masked_whole_and_the_stream_goes_on(
     # rejects it; the row must be withheld, not crash the session.
     rows = [b"1,jane@example.com,a\rb\n", b"2,john@example.com,c\n"]
     data = copy_out_response(3) + b"".join(message(b"d", r) for r in rows) + COPY_END
-    bulk, row_path = both(plan(3, [1]), scanner, data)
-    assert bulk == row_path
-    out, cells, _ = outcome(bulk)
+    out, cells, _ = outcome(agreed(plan(3, [1]), scanner, data))
     assert message(b"d", b"****\n") in out
     assert b"jane@" not in out and b"john@" not in out
     assert out.endswith(COPY_END)
