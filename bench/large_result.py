@@ -1,17 +1,23 @@
-"""Large result: one COPY of N rows of about 100 bytes each, direct, through PgBouncer and
-through the node, unmasked and (node only) with a masking rule on the `email` column.
+"""Large result: N rows of about 100 bytes each, direct, through PgBouncer and through the
+node, unmasked and (node only) with a masking rule on the `email` column, in two forms:
 
-Measured with psycopg `COPY (SELECT id, email, note FROM big_result) TO STDOUT` in text
-format: the clock runs from sending the COPY to its last row, on an open connection; the bytes
-are the COPY data the client received (row text, without the protocol's message framing); MB is
-10^6 bytes. The masked leg uses a second connection name on the same database with the rule
-`*.email`, so the unmasked node leg has no masking rule; its output is checked to be masked,
-and the unmasked legs' output to be exactly as many bytes as the direct one.
+* COPY: psycopg `COPY (SELECT id, email, note FROM big_result) TO STDOUT` in text format; the
+  clock runs from sending the COPY to its last row, on an open connection; the bytes are the
+  COPY data the client received (row text, without the protocol's message framing).
+* SELECT: `psql -At` running `SELECT id, email, note FROM big_result` (DataRow messages, one
+  per row); the time is psql's own `\timing` of the statement (sending it to its last row,
+  not the connection or the printing); the bytes are the rows as psql prints them, tab
+  separated, which for this table is the COPY text.
+
+MB is 10^6 bytes. The masked leg uses a second connection name on the same database with the
+rule `*.email`, so the unmasked node leg has no masking rule; its output is checked to be
+masked, and the unmasked legs' output to be exactly as many bytes as the direct one.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -22,7 +28,10 @@ from bench.stack import Stack
 
 MASKED_CONNECTION = "appdb-masked"
 RAW_EMAIL = re.compile(rb"user\d+@example\.com")
-QUERY = "COPY (SELECT id, email, note FROM big_result) TO STDOUT"
+SELECT = "SELECT id, email, note FROM big_result"
+QUERY = f"COPY ({SELECT}) TO STDOUT"
+FORMS = ("copy", "select")
+_TIMING = re.compile(rb"\nTime: ([\d.]+) ms[^\n]*\n\Z")
 
 
 def create_table(stack: Stack, rows: int) -> None:
@@ -65,9 +74,37 @@ def copy_out(dsn: str) -> dict[str, Any]:
     return {"seconds": seconds, "bytes": received, "rows": rows, "first": first}
 
 
-def run(dsns: Mapping[str, str]) -> dict[str, dict[str, float]]:
-    """One COPY per leg: MB/s, rows/s and bytes; raises when a leg's output is not as expected."""
-    results = {leg: copy_out(dsn) for leg, dsn in dsns.items()}
+def select_out(dsn: str) -> dict[str, Any]:
+    """Seconds, bytes and rows of one SELECT through psql, with its first row."""
+    out = subprocess.run(
+        ["psql", dsn, "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1"],
+        input=f"\\timing on\n{SELECT};\n".encode(),
+        capture_output=True,
+        check=True,
+        timeout=600,
+    ).stdout
+    timing = _TIMING.search(out)
+    if timing is None:
+        raise RuntimeError(f"no timing in psql's output: {out[-200:]!r}")
+    rows = out[: timing.start() + 1]
+    return {
+        "seconds": float(timing.group(1)) / 1000,
+        "bytes": len(rows),
+        "rows": rows.count(b"\n"),
+        "first": rows[: rows.find(b"\n")],
+    }
+
+
+def run(dsns: Mapping[str, str]) -> dict[str, dict[str, dict[str, float]]]:
+    """One COPY and one SELECT per leg: {form: {leg: MB/s, rows/s and bytes}}; raises when a
+    leg's output is not as expected."""
+    return {
+        "copy": _check({leg: copy_out(dsn) for leg, dsn in dsns.items()}),
+        "select": _check({leg: select_out(dsn) for leg, dsn in dsns.items()}),
+    }
+
+
+def _check(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     direct = results["direct"]
     for leg, r in results.items():
         if r["rows"] != direct["rows"]:

@@ -46,14 +46,15 @@ def test_every_benchmark_scenario_runs_at_a_tiny_size(tmp_path: Path):
         assert connect[clients]["node"]["control_plane_cpu_us_per_tx"]["median"] > 0
         assert connect[clients]["node_over_pgbouncer"] > 0
 
-    large = results["large_result"]
-    for leg in ("direct", "pgbouncer", "node", "node_masked"):
-        assert large[leg]["mb_per_s"]["median"] > 0
-        assert large[leg]["rows_per_s"]["median"] > 0
-    assert large["node"]["bytes"]["median"] == large["direct"]["bytes"]["median"]
-    # Masked e-mail addresses are shorter than the originals.
-    assert large["node_masked"]["bytes"]["median"] < large["direct"]["bytes"]["median"]
-    assert {"node_over_direct", "node_masked_over_direct"} <= set(large)
+    for form in ("copy", "select"):
+        large = results["large_result"][form]
+        for leg in ("direct", "pgbouncer", "node", "node_masked"):
+            assert large[leg]["mb_per_s"]["median"] > 0
+            assert large[leg]["rows_per_s"]["median"] > 0
+        assert large["node"]["bytes"]["median"] == large["direct"]["bytes"]["median"]
+        # Masked e-mail addresses are shorter than the originals.
+        assert large["node_masked"]["bytes"]["median"] < large["direct"]["bytes"]["median"]
+        assert {"node_over_direct", "node_masked_over_direct"} <= set(large)
 
     sessions = results["sessions"]
     for leg in ("direct", "node"):
@@ -76,7 +77,7 @@ def test_every_benchmark_scenario_runs_at_a_tiny_size(tmp_path: Path):
     assert scp["jump_mb_per_s"]["median"] > 0
     assert scp["node"] == {"status": "node has no SSH listener yet"}
 
-    assert len(results["targets"]) == 10
+    assert len(results["targets"]) == 12
     assert all(t["verdict"] in ("met", "not met") for t in results["targets"])
     report = doc.read_text()
     assert "Quick run" in report
