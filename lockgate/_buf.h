@@ -1,6 +1,7 @@
 /* A growable byte buffer for the C extensions (the PostgreSQL fast path's event encoding, the
- * audit spool's outbox, the split of audit uploads by session): reserve room, then put bytes
- * into it. Header-only: each extension compiles its own static copy. */
+ * audit spool's outbox, the split of audit uploads by session, masked result rows): reserve
+ * room, then put bytes into it; and the big-endian int32 of PostgreSQL's wire format.
+ * Header-only: each extension compiles its own static copy. */
 
 #ifndef LOCKGATE_BUF_H
 #define LOCKGATE_BUF_H
@@ -51,6 +52,17 @@ static inline int buf_add(Buf *b, const void *data, Py_ssize_t n) {
         return -1;
     put(b, data, n);
     return 0;
+}
+
+static inline uint32_t be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static inline void put_be32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
 }
 
 #endif

@@ -229,10 +229,6 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static inline uint32_t be32(const unsigned char *p) {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
 /* One statement found in a chunk: its text, and the prepared statement's name (ASCII). */
 typedef struct {
     const unsigned char *sql;

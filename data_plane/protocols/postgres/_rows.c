@@ -51,17 +51,6 @@ static void init_tables(void) {
     }
 }
 
-static inline uint32_t be32(const unsigned char *p) {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static inline void put_be32(unsigned char *p, uint32_t v) {
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
 /* Where the domain of a plain email starts (after its one "@"), or 0 if `s` is not one. The
  * domain's labels have no "." in them, so the regular expression's split into labels is the
  * only one: two or more non-empty labels, the last of two or more letters. */
