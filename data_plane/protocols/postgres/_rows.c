@@ -80,15 +80,14 @@ static Py_ssize_t plain_email(const unsigned char *s, Py_ssize_t n) {
     return domain;
 }
 
-/* Whether the row b[body:end] is one this function takes: 1 (with `changed` set when a cell
- * is masked, and `masked` counting those cells) or 0. */
+/* Whether the row b[body:end] is one this function takes: 1 (with `masked` counting the cells
+ * it masks) or 0. */
 static int scan_row(const unsigned char *b, Py_ssize_t body, Py_ssize_t end,
-                    const unsigned char *codes, Py_ssize_t ncodes, int *changed, Py_ssize_t *masked) {
+                    const unsigned char *codes, Py_ssize_t ncodes, Py_ssize_t *masked) {
     if (end - body < 2)
         return 0;
     Py_ssize_t cells = ((Py_ssize_t)b[body] << 8) | b[body + 1];
     Py_ssize_t q = body + 2;
-    *changed = 0;
     *masked = 0;
     for (Py_ssize_t i = 0; i < cells; i++) {
         if (end - q < 4)
@@ -105,13 +104,20 @@ static int scan_row(const unsigned char *b, Py_ssize_t body, Py_ssize_t end,
         unsigned char code = i < ncodes ? codes[i] : PASS;
         if (code == EMAIL && plain_email(b + q, size) == 0)
             return 0;
-        if (code != PASS) {
-            *changed = 1;
+        if (code != PASS)
             (*masked)++;
-        }
         q += size;
     }
     return q == end;
+}
+
+/* Appends a plain email's mask (one `plain_email` took): the local part's first character,
+ * "***@", the domain; at most three bytes more than the email. */
+static inline void put_masked_email(Buf *out, const unsigned char *email, Py_ssize_t n) {
+    Py_ssize_t domain = plain_email(email, n);
+    put(out, email, 1);
+    put(out, "***@", 4);
+    put(out, email + domain, n - domain);
 }
 
 /* Appends the masked DataRow for the message body b[body:end] (a row `scan_row` took). */
@@ -144,13 +150,11 @@ static int put_row(Buf *out, const unsigned char *b, Py_ssize_t body, Py_ssize_t
             put_be32(out->p + out->len, 4);
             out->len += 4;
             put(out, "****", 4);
-        } else { /* EMAIL: the local part's first character, "***@", the domain */
-            Py_ssize_t domain = plain_email(cell, size);
-            put_be32(out->p + out->len, (uint32_t)(1 + 4 + (size - domain)));
-            out->len += 4;
-            put(out, cell, 1);
-            put(out, "***@", 4);
-            put(out, cell + domain, size - domain);
+        } else { /* EMAIL */
+            Py_ssize_t at = out->len;
+            out->len += 4; /* the cell's length, once known */
+            put_masked_email(out, cell, size);
+            put_be32(out->p + at, (uint32_t)(out->len - at - 4));
         }
     }
     put_be32(out->p + start + 1, (uint32_t)(out->len - start - 1));
@@ -161,11 +165,9 @@ static int put_row(Buf *out, const unsigned char *b, Py_ssize_t body, Py_ssize_t
  * only newline, exactly as many tab-separated fields as the layout has codes, a plain email in
  * every EMAIL field (so nothing in it is escaped, and its mask needs no escaping). */
 static int scan_copy_row(const unsigned char *b, Py_ssize_t body, Py_ssize_t end,
-                         const unsigned char *codes, Py_ssize_t ncodes, int *changed,
-                         Py_ssize_t *masked) {
+                         const unsigned char *codes, Py_ssize_t ncodes, Py_ssize_t *masked) {
     if (end == body || b[end - 1] != '\n' || memchr(b + body, '\n', end - 1 - body) != NULL)
         return 0;
-    *changed = 0;
     *masked = 0;
     Py_ssize_t field = body, i = 0;
     for (Py_ssize_t q = body; q < end; q++) {
@@ -176,7 +178,6 @@ static int scan_copy_row(const unsigned char *b, Py_ssize_t body, Py_ssize_t end
         if (codes[i] == EMAIL) {
             if (plain_email(b + field, q - field) == 0)
                 return 0;
-            *changed = 1;
             (*masked)++;
         }
         i++;
@@ -199,10 +200,8 @@ static int put_copy_row(Buf *out, const unsigned char *b, Py_ssize_t body, Py_ss
         if (b[q] != '\t' && b[q] != '\n')
             continue;
         if (codes[i] == EMAIL) {
-            Py_ssize_t domain = plain_email(b + field, q - field);
-            put(out, b + field, 1);
-            put(out, "***@", 4);
-            put(out, b + field + domain, q + 1 - field - domain); /* with its tab or newline */
+            put_masked_email(out, b + field, q - field);
+            put(out, b + q, 1); /* its tab or newline */
         } else {
             put(out, b + field, q + 1 - field);
         }
@@ -214,7 +213,7 @@ static int put_copy_row(Buf *out, const unsigned char *b, Py_ssize_t body, Py_ss
 }
 
 typedef int (*ScanRow)(const unsigned char *, Py_ssize_t, Py_ssize_t, const unsigned char *,
-                       Py_ssize_t, int *, Py_ssize_t *);
+                       Py_ssize_t, Py_ssize_t *);
 typedef int (*PutRow)(Buf *, const unsigned char *, Py_ssize_t, Py_ssize_t,
                       const unsigned char *, Py_ssize_t);
 
@@ -261,11 +260,10 @@ static PyObject *mask_run(PyObject *args, unsigned char kind, unsigned char allo
             break;
         Py_ssize_t body = pos + 5, end = pos + 1 + (Py_ssize_t)length;
         if (codes != NULL) {
-            int changed;
             Py_ssize_t cells;
-            if (!scan(b, body, end, codes, ncodes, &changed, &cells))
+            if (!scan(b, body, end, codes, ncodes, &cells))
                 break;
-            if (changed) {
+            if (cells > 0) {
                 if ((pos > copied && buf_add(&out, b + copied, pos - copied) < 0) ||
                     put_masked(&out, b, body, end, codes, ncodes) < 0) {
                     PyMem_Free(out.p);
