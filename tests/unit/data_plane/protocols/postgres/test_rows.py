@@ -4,8 +4,6 @@ crashes it or makes it claim bytes it did not frame."""
 
 from __future__ import annotations
 
-import struct
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,16 +13,16 @@ from data_plane.protocols.postgres._rows import mask_copy_rows, mask_data_rows
 from lockgate.masking import masks
 from lockgate.masking.copy_text import CopyLayout
 from lockgate.masking.data_rows import EMAIL, NULL, PASS, STAR
-from tests.unit.lockgate.masking.test_copy_text import NEAR_MISSES, NOISE, PLAIN_EMAILS, runs
+from tests.unit.data_plane.protocols.postgres.test_session_rows import data_row
+from tests.unit.lockgate.masking.test_copy_text import (
+    NEAR_MISSES,
+    NOISE,
+    PLAIN_EMAILS,
+    frame,
+    runs,
+)
 
 MAX = codec.MAX_MESSAGE
-
-
-def data_row(cells: list[bytes | None]) -> bytes:
-    body = struct.pack("!h", len(cells)) + b"".join(
-        b"\xff\xff\xff\xff" if c is None else struct.pack("!i", len(c)) + c for c in cells
-    )
-    return b"D" + struct.pack("!i", len(body) + 4) + body
 
 
 def mask_rows(buf: bytes, pos: int, layout: bytes | None) -> tuple[int, bytes | None, int, int]:
@@ -72,10 +70,6 @@ def test_bad_arguments_are_errors() -> None:
         mask_rows(b"", 0, "layout")  # type: ignore[arg-type]
 
 
-def copy_data(payload: bytes) -> bytes:
-    return b"d" + struct.pack("!i", len(payload) + 4) + payload
-
-
 @settings(max_examples=600, deadline=None)
 @given(st.integers(1, 4), st.data())
 def test_a_copy_row_is_taken_exactly_when_the_expressions_take_it(
@@ -86,7 +80,7 @@ def test_a_copy_row_is_taken_exactly_when_the_expressions_take_it(
     rows = data.draw(runs(columns, masked))
     for row in rows:
         taken = layout.mask([row], lambda _: b"not taken")
-        end, out, count, cells = mask_copy_rows(copy_data(row), 0, layout.codes, MAX)
+        end, out, count, cells = mask_copy_rows(frame(row), 0, layout.codes, MAX)
         if taken is None or taken[0] == b"not taken":
             assert (end, out, count, cells) == (0, None, 0, 0), row
         else:

@@ -19,6 +19,7 @@ from lockgate.masking import masks
 from lockgate.masking.data_rows import DataRowMasker
 from lockgate.masking.detectors import ALL, Scanner
 from lockgate.masking.plan import ColumnAction
+from tests.unit.data_plane.protocols.postgres.test_session_copy import message
 from tests.unit.lockgate.masking.test_copy_text import NEAR_MISSES, NOISE, PLAIN_EMAILS
 
 FUZZ = settings(max_examples=400, deadline=None)
@@ -45,10 +46,6 @@ class FixedPlan:
 
     def actions(self, names: Sequence[str]) -> tuple[ColumnAction | None, ...]:
         return tuple(self.fixed[i] if i < len(self.fixed) else None for i in range(len(names)))
-
-
-def message(kind: bytes, body: bytes) -> bytes:
-    return kind + struct.pack("!i", len(body) + 4) + body
 
 
 def row_description(oids: Sequence[int], formats: Sequence[int]) -> bytes:
