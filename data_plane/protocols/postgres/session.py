@@ -333,7 +333,7 @@ class ServerStream:
         assert mask_data_rows is not None and mask_copy_rows is not None
         layout: bytes | None = None
         if buf[pos] == 0x44:  # DataRow
-            result = self._result if self._result is not None else self._execute_result()
+            result = self._current_result()
             if result is not None:
                 if result.layout is None:
                     return pos, copied  # rows its layout cannot give: mask_cell, one by one
@@ -394,7 +394,7 @@ class ServerStream:
         """Track state; return a replacement message, or None to pass the message through."""
         if kind == 0x44:  # 'D' DataRow
             self.rows += 1
-            result = self._result if self._result is not None else self._execute_result()
+            result = self._current_result()
             if result is None:
                 return None
             return self._mask_row(result, buf, start, end)
@@ -501,7 +501,11 @@ class ServerStream:
         while self._expect and self._expect[0].kind != "sync":
             self._expect.popleft()
 
-    def _execute_result(self) -> _Result | None:
+    def _current_result(self) -> _Result | None:
+        """The result whose rows are streaming: a query's (set by its RowDescription) or, found
+        here, the executed portal's."""
+        if self._result is not None:
+            return self._result
         head = self._expect[0] if self._expect else None
         if head is None or head.kind != "execute":
             return None
