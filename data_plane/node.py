@@ -62,6 +62,12 @@ class Node:
             "PostgreSQL statements audited and forwarded by the fast path (counted at session end)",
             registry=self.registry,
         )
+        self.m_bulk_reads = Counter(
+            "lockgate_node_bulk_reads",
+            "times a target socket streaming a long reply was switched to reads of a MiB at a "
+            "time (data_plane/bulk.py; counted at session end)",
+            registry=self.registry,
+        )
         self.m_terminated = Counter(
             "lockgate_node_sessions_terminated",
             "sessions ended by the node (revoked or expired token)",
@@ -96,6 +102,9 @@ class Node:
 
     def count_fast_path(self, statements: int) -> None:
         self.m_fast_path.inc(statements)
+
+    def count_bulk_reads(self, times: int) -> None:
+        self.m_bulk_reads.inc(times)
 
     # bundles and token lifetimes ---------------------------------------------------------
 

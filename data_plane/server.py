@@ -51,6 +51,11 @@ class NodeContext(Protocol):
         """Statements a session's fast path audited and forwarded (counted as it ends)."""
         ...
 
+    def count_bulk_reads(self, times: int) -> None:
+        """Times a session's target socket was switched to bulk reads (`data_plane.bulk`),
+        counted as the session ends."""
+        ...
+
 
 class ProtocolServer(Protocol):
     name: str

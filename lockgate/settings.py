@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # Statements a PostgreSQL session has already decided are audited and forwarded in C
     # (data_plane/protocols/postgres/_fastpath.c); off, every statement takes the Python path.
     pg_fast_path: bool = True
+    # Once a target has sent 1 MiB of an unmasked reply since the client last sent, its socket
+    # is read up to a MiB at a time rather than as each piece arrives (data_plane/bulk.py).
+    bulk_reads: bool = True
 
     @field_validator("node_labels", mode="before")
     @classmethod

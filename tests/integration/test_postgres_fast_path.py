@@ -1,9 +1,11 @@
 """Statements a session has decided before take the fast path (C): through a real node with psql
 and psycopg, they are audited as the first one was, in order, and a policy change still reaches
-them; with the fast path off, the same statements take the Python path."""
+them; with the fast path off, the same statements take the Python path. Long replies are read
+in bulk (data_plane/bulk.py) and arrive whole."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 from collections.abc import Iterator
@@ -17,11 +19,19 @@ from tests.harness.processes import wait_until
 from tests.integration.conftest import Agent, make_agent, wait_for_revision
 
 
-def fast_path_count(node: Node) -> float:
+def metric(node: Node, name: str) -> float:
     text = httpx.get(f"http://127.0.0.1:{node.http_port}/metrics", timeout=5).text
-    found = re.search(r"^lockgate_node_pg_fast_path_statements_total (\S+)$", text, re.M)
+    found = re.search(rf"^{name} (\S+)$", text, re.M)
     assert found, text
     return float(found.group(1))
+
+
+def fast_path_count(node: Node) -> float:
+    return metric(node, "lockgate_node_pg_fast_path_statements_total")
+
+
+def bulk_reads(node: Node) -> float:
+    return metric(node, "lockgate_node_bulk_reads_total")
 
 
 def session_events(cp: ControlPlane, identity: str, count: int) -> list[dict]:
@@ -148,3 +158,36 @@ def test_with_the_fast_path_off_every_statement_takes_the_python_path(
         f"SELECT {i} AS n;" for i in range(10)
     ]
     assert fast_path_count(slow_node) == 0
+
+
+LONG_REPLY = "SELECT g, repeat(md5(g::text), 3) AS filler FROM generate_series(1, 40000) g;\n"
+
+
+def long_reply_rows() -> list[str]:
+    return [f"{g}|{hashlib.md5(str(g).encode()).hexdigest() * 3}" for g in range(1, 40001)]
+
+
+def test_a_long_reply_is_read_in_bulk_and_arrives_whole_and_in_time_for_the_next(
+    node: Node, fresh_agent: Agent, control_plane: ControlPlane
+):
+    before = bulk_reads(node)
+    # About 4 MB of rows, then short statements whose replies stay under the raised mark.
+    out = psql(node, fresh_agent, LONG_REPLY + "SELECT 'after';\n" + LONG_REPLY + "SELECT 'end';\n")
+    assert out.splitlines() == [*long_reply_rows(), "after", *long_reply_rows(), "end"]
+    session_events(control_plane, fresh_agent.name, 4)  # the session has ended
+    assert bulk_reads(node) - before >= 2  # at least once for each long reply
+
+
+def test_with_bulk_reads_off_a_long_reply_is_read_as_it_comes(
+    control_plane: ControlPlane, appdb: str
+):
+    plain = Node(control_plane, "it-node-no-bulk", extra_env={"LOCKGATE_BULK_READS": "0"})
+    plain.start()
+    try:
+        agent = make_agent(control_plane)
+        wait_for_revision(control_plane, plain)
+        assert psql(plain, agent, LONG_REPLY).splitlines() == long_reply_rows()
+        session_events(control_plane, agent.name, 1)
+        assert bulk_reads(plain) == 0
+    finally:
+        plain.cleanup()

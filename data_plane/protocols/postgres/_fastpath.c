@@ -210,13 +210,16 @@ typedef struct {
     PyObject *by_text;        /* SQL bytes -> payload tail */
     PyObject *by_shape;       /* shape key bytes -> payload tail */
     PyObject *session_id;     /* bytes */
+    PyObject *bulk;           /* data_plane.bulk.BulkReads of the target's socket, or NULL */
+    long long bulk_after;     /* its `after`: a streak from then on is reported to it */
+    long long streak;         /* target bytes since the client last sent */
     double fresh_until;       /* cached decisions hold until then (seconds since the epoch) */
     int enabled;              /* the Python path has no state of its own pending */
     long long bytes_in, bytes_out, statements;
     Buf payload, frame;
 } FastPath;
 
-static PyObject *seq_name;
+static PyObject *seq_name, *write_name, *read_name, *reset_name;
 
 static void clear_caches(FastPath *self) {
     PyDict_Clear(self->by_text);
@@ -480,6 +483,13 @@ static PyObject *FastPath_client_data(FastPath *self, PyObject *data) {
         PyErr_SetString(PyExc_TypeError, "client_data takes bytes");
         return NULL;
     }
+    if (self->bulk != NULL && self->streak >= self->bulk_after) {
+        PyObject *r = PyObject_CallMethodNoArgs(self->bulk, reset_name);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+    self->streak = 0;
     if (self->enabled) {
         int done = try_fast(self, data);
         if (done < 0)
@@ -490,8 +500,6 @@ static PyObject *FastPath_client_data(FastPath *self, PyObject *data) {
     return PyObject_CallOneArg(self->slow, data);
 }
 
-static PyObject *write_name;
-
 static PyObject *FastPath_upstream_data(FastPath *self, PyObject *data) {
     if (!ready(self))
         return NULL;
@@ -499,8 +507,27 @@ static PyObject *FastPath_upstream_data(FastPath *self, PyObject *data) {
         PyErr_SetString(PyExc_TypeError, "upstream_data takes bytes");
         return NULL;
     }
-    self->bytes_out += PyBytes_GET_SIZE(data);
-    return PyObject_CallMethodOneArg(self->client, write_name, data);
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    self->bytes_out += n;
+    PyObject *written = PyObject_CallMethodOneArg(self->client, write_name, data);
+    if (written == NULL || self->bulk == NULL)
+        return written;
+    self->streak += n;
+    if (self->streak < self->bulk_after)
+        return written;
+    /* A long reply: BulkReads.read(n) says whether to keep counting. */
+    PyObject *size = PyLong_FromSsize_t(n);
+    PyObject *keep = size ? PyObject_CallMethodOneArg(self->bulk, read_name, size) : NULL;
+    Py_XDECREF(size);
+    int go_on = keep ? PyObject_IsTrue(keep) : -1;
+    Py_XDECREF(keep);
+    if (go_on < 0) {
+        Py_DECREF(written);
+        return NULL;
+    }
+    if (!go_on)
+        self->streak = 0;
+    return written;
 }
 
 /* cache[key] = value, clearing a full cache first; steals the reference to key. */
@@ -557,13 +584,25 @@ static PyObject *FastPath_forget(FastPath *self, PyObject *Py_UNUSED(ignored)) {
 
 static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"client", "upstream", "audit", "outbox", "slow",
-                             "prepared", "session_id", NULL};
+                             "prepared", "session_id", "bulk", NULL};
     PyObject *client, *upstream, *audit, *slow, *prepared, *session_id;
-    PyObject *unwritten, *after_write, *schedule;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO(O!O!O)OO!S", kwlist, &client, &upstream,
+    PyObject *unwritten, *after_write, *schedule, *bulk = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO(O!O!O)OO!S|$O", kwlist, &client, &upstream,
                                      &audit, &PyList_Type, &unwritten, &PyList_Type, &after_write,
-                                     &schedule, &slow, &PyDict_Type, &prepared, &session_id))
+                                     &schedule, &slow, &PyDict_Type, &prepared, &session_id,
+                                     &bulk))
         return -1;
+    long long bulk_after = 0;
+    if (bulk != Py_None) {
+        PyObject *after = PyObject_GetAttrString(bulk, "after");
+        bulk_after = after ? PyLong_AsLongLong(after) : -1;
+        Py_XDECREF(after);
+        if (bulk_after < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "bulk.after must not be negative");
+            return -1;
+        }
+    }
     PyObject *by_text = PyDict_New(), *by_shape = PyDict_New();
     if (by_text == NULL || by_shape == NULL) {
         Py_XDECREF(by_text);
@@ -581,6 +620,14 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
     SET(prepared, prepared);
     SET(session_id, session_id);
 #undef SET
+    if (bulk != Py_None) {
+        Py_INCREF(bulk);
+        Py_XSETREF(self->bulk, bulk);
+    } else {
+        Py_CLEAR(self->bulk);
+    }
+    self->bulk_after = bulk_after;
+    self->streak = 0;
     Py_XSETREF(self->by_text, by_text);
     Py_XSETREF(self->by_shape, by_shape);
     self->fresh_until = 0.0;
@@ -600,6 +647,7 @@ static int FastPath_traverse(FastPath *self, visitproc visit, void *arg) {
     Py_VISIT(self->by_text);
     Py_VISIT(self->by_shape);
     Py_VISIT(self->session_id);
+    Py_VISIT(self->bulk);
     return 0;
 }
 
@@ -615,6 +663,7 @@ static int FastPath_clear(FastPath *self) {
     Py_CLEAR(self->by_text);
     Py_CLEAR(self->by_shape);
     Py_CLEAR(self->session_id);
+    Py_CLEAR(self->bulk);
     return 0;
 }
 
@@ -731,7 +780,9 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     init_tables();
     seq_name = PyUnicode_InternFromString("seq");
     write_name = PyUnicode_InternFromString("write");
-    if (seq_name == NULL || write_name == NULL)
+    read_name = PyUnicode_InternFromString("read");
+    reset_name = PyUnicode_InternFromString("reset");
+    if (seq_name == NULL || write_name == NULL || read_name == NULL || reset_name == NULL)
         return NULL;
     if (PyType_Ready(&FastPathType) < 0)
         return NULL;

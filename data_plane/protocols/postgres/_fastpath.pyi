@@ -3,6 +3,8 @@
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from data_plane.bulk import BulkReads
+
 class _Transport(Protocol):
     def write(self, data: bytes) -> None: ...
 
@@ -26,6 +28,7 @@ class FastPath:
         slow: Callable[[bytes], object],
         prepared: dict[str, str],
         session_id: bytes,
+        bulk: BulkReads | None = None,
     ) -> None: ...
     def client_data(self, data: bytes) -> None: ...
     def upstream_data(self, data: bytes) -> None: ...

@@ -26,6 +26,7 @@ import grpc
 from data_plane import tls
 from data_plane.audit.statements import StatementPayloads
 from data_plane.audit.trail import SessionAudit
+from data_plane.bulk import BulkReads
 from data_plane.protocols.postgres import codec
 from data_plane.protocols.postgres.auth import (
     AuthFailed,
@@ -180,6 +181,7 @@ class ClientConnection:
         self._holding: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.fast: FastPath | None = None
+        self.bulk: BulkReads | None = None
 
     # the session, state by state ---------------------------------------------------------
 
@@ -477,6 +479,8 @@ class ClientConnection:
             and self.server_stream is None
         ):
             # Results pass as they are, so statements decided before can take the fast path.
+            if self.server.settings.bulk_reads:
+                self.bulk = BulkReads(upstream)
             self.fast = FastPath(
                 client=client,
                 upstream=upstream,
@@ -485,6 +489,7 @@ class ClientConnection:
                 slow=self._from_client,
                 prepared=self._stream.prepared,
                 session_id=self.session_id.encode(),
+                bulk=self.bulk,
             )
             on_client, on_upstream = self.fast.client_data, self.fast.upstream_data
         client.set_protocol(_RelaySide(on_client, self._lost, peer=upstream))
@@ -493,7 +498,11 @@ class ClientConnection:
             self._from_upstream(early_upstream)
         if early_client:
             self._from_client(early_client)
-        await self._done
+        try:
+            await self._done
+        finally:
+            if self.bulk is not None:
+                self.bulk.close()
         client.close()
         upstream.close()
 
@@ -834,6 +843,8 @@ class ClientConnection:
             self.server.cancel_keys.pop(self.cancel_key, None)
         if self.fast is not None:
             self.node.count_fast_path(self.fast.statements)
+        if self.bulk is not None and self.bulk.raised:
+            self.node.count_bulk_reads(self.bulk.raised)
         if self.audit is not None:
             self.audit.record(
                 "session.end",

@@ -313,3 +313,73 @@ def test_an_uninitialized_fast_path_raises_instead_of_crashing() -> None:
         fast.client_data(b"Q")
     with pytest.raises(RuntimeError):
         fast.learn("SELECT 1", b"", False, LATER)
+
+
+class Reads:
+    """Records what the fast path tells a `data_plane.bulk.BulkReads`."""
+
+    after = 100
+
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
+        self.calls: list[object] = []
+
+    def read(self, n: int) -> bool:
+        self.calls.append(n)
+        return self.keep
+
+    def reset(self) -> None:
+        self.calls.append("reset")
+
+
+def with_reads(s: Session, reads: Reads) -> FastPath:
+    return FastPath(
+        client=s.client,
+        upstream=s.upstream,
+        audit=s.audit,
+        outbox=s.trail.outbox(),
+        slow=s.slow.append,
+        prepared=s.prepared,
+        session_id=SESSION.encode(),
+        bulk=reads,
+    )
+
+
+def test_reads_past_the_bulk_threshold_are_reported_and_client_bytes_reset_it(
+    s: Session,
+) -> None:
+    reads = Reads()
+    fast = with_reads(s, reads)
+    for _ in range(4):
+        fast.upstream_data(b"x" * 30)  # 30, 60, 90, 120 bytes since the client sent
+    assert reads.calls == [30]
+    fast.upstream_data(b"y" * 7)
+    assert reads.calls == [30, 7]
+    fast.client_data(message(b"Q", b"SELECT 1\x00"))
+    assert reads.calls == [30, 7, "reset"] and s.slow  # the bytes went on as before
+    fast.upstream_data(b"z" * 99)  # counted from zero again
+    fast.client_data(message(b"Q", b"SELECT 2\x00"))  # under the threshold: nothing to reset
+    assert reads.calls == [30, 7, "reset"]
+    assert b"".join(s.client.written) == b"x" * 120 + b"y" * 7 + b"z" * 99
+
+
+def test_a_reply_that_slowed_down_is_counted_again_from_zero(s: Session) -> None:
+    reads = Reads(keep=False)
+    fast = with_reads(s, reads)
+    fast.upstream_data(b"x" * 150)
+    fast.upstream_data(b"x" * 60)  # 60 since the count restarted
+    fast.upstream_data(b"x" * 40)
+    assert reads.calls == [150, 40]
+
+
+def test_without_bulk_reads_nothing_is_counted(s: Session) -> None:
+    s.fast.upstream_data(b"x" * 10_000_000)
+    s.fast.client_data(message(b"Q", b"SELECT 1\x00"))
+    assert len(s.client.written[0]) == 10_000_000 and s.slow
+
+
+def test_a_negative_bulk_threshold_is_refused(s: Session) -> None:
+    reads = Reads()
+    reads.after = -1
+    with pytest.raises(ValueError):
+        with_reads(s, reads)
