@@ -10,8 +10,10 @@ node, unmasked and (node only) with a masking rule on the `email` column, in two
   separated, which for this table is the COPY text.
 
 MB is 10^6 bytes. The masked leg uses a second connection name on the same database with the
-rule `*.email`, so the unmasked node leg has no masking rule; its output is checked to be
-masked, and the unmasked legs' output to be exactly as many bytes as the direct one.
+rule `*.email`, so the unmasked node leg has no masking rule; the detectors leg a third, with
+the README's example rule (`*.email` and the `credit_card` and `us_ssn` detectors, which scan
+every other text cell). Their output is checked to be masked, and the unmasked legs' output to
+be exactly as many bytes as the direct one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import psycopg
 from bench.stack import Stack
 
 MASKED_CONNECTION = "appdb-masked"
+DETECT_CONNECTION = "appdb-detect"
+MASKED_LEGS = ("node_masked", "node_detect")
 RAW_EMAIL = re.compile(rb"user\d+@example\.com")
 SELECT = "SELECT id, email, note FROM big_result"
 QUERY = f"COPY ({SELECT}) TO STDOUT"
@@ -54,6 +58,22 @@ def add_masked_connection(stack: Stack) -> None:
         "POST",
         "/masking-rules",
         json={"name": "bench-email", "connections": [MASKED_CONNECTION], "columns": ["*.email"]},
+    )
+    stack.wait_for_bundle()
+
+
+def add_detect_connection(stack: Stack) -> None:
+    """A third connection whose `email` columns are masked and other text cells scanned."""
+    stack.add_connection(DETECT_CONNECTION)
+    stack.control_plane.ok(
+        "POST",
+        "/masking-rules",
+        json={
+            "name": "bench-detect",
+            "connections": [DETECT_CONNECTION],
+            "columns": ["*.email"],
+            "detectors": ["credit_card", "us_ssn"],
+        },
     )
     stack.wait_for_bundle()
 
@@ -110,7 +130,7 @@ def _check(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
         if r["rows"] != direct["rows"]:
             raise RuntimeError(f"{leg}: {r['rows']} rows, direct gave {direct['rows']}")
         email = r["first"].split(b"\t")[1]
-        if leg.endswith("masked"):
+        if leg in MASKED_LEGS:
             if RAW_EMAIL.fullmatch(email):
                 raise RuntimeError(f"{leg}: email column arrived unmasked: {r['first']!r}")
         elif r["bytes"] != direct["bytes"]:

@@ -11,22 +11,29 @@ type, whatever the value, or for a plain email when it is one (the common masked
 * STAR: a text column masked as derived from another: `****`.
 * NULL: a column masked any way but `detect` whose type is neither text nor JSON: no mask is a
   valid value of it (an int4 `****` would not parse), so SQL NULL.
+* DETECT: a non-JSON column the session's detectors scan: the cell as it is when none of the
+  detectors' triggers occurs in it (`Scanner.trigger_starts`), as `mask_cell` then leaves it.
+* MASKED: a text column masked by name, by a scanner that does not shape emails: `****` when
+  no trigger occurs in the cell, as `mask_column_value` then gives.
 
-NULL cells stay NULL in both paths. A result with anything else (a JSON column, `json` or
-`detect` masking, an email column without email shaping) gets no layout: its rows go through
-`mask_cell` one at a time. The format (text or binary) does not change a code: a text value's
-binary form is its text.
+Rows in which a DETECT or MASKED cell holds a trigger go to `mask_cell` (`triggered_rows`
+finds them). NULL cells stay NULL in both paths. A result with anything else (a JSON column,
+`json` masking) gets no layout: its rows go through `mask_cell` one at a time. The format
+(text or binary) does not change a code: a text value's binary form is its text, and
+`mask_cell` leaves a binary value of another type as it is, as DETECT does.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 
 from lockgate.masking import masks
 from lockgate.masking.detectors import Scanner
 from lockgate.masking.plan import ColumnAction
 
-PASS, EMAIL, STAR, NULL = range(4)
+PASS, EMAIL, STAR, NULL, DETECT, MASKED = range(6)
+SCANNED = frozenset({DETECT, MASKED})
 _MASKED_HOWS = frozenset({"column", "derived", "json"})
 
 
@@ -34,9 +41,10 @@ class DataRowMasker:
     """Gives a result's layout for the C masker. `scanner` must be the one `mask_cell` is given
     for the session's cells."""
 
-    __slots__ = ("_emails",)
+    __slots__ = ("_emails", "_scanner")
 
     def __init__(self, scanner: Scanner | None) -> None:
+        self._scanner = scanner
         self._emails = masks.shapes_emails(scanner)
 
     def layout(self, actions: Sequence[ColumnAction | None], oids: Sequence[int]) -> bytes | None:
@@ -54,13 +62,32 @@ class DataRowMasker:
             codes.append(code)
         return bytes(codes)
 
+    def triggered_rows(self, text: bytes, rows: bytes) -> list[int]:
+        """The offsets of the rows whose scanned cells hold a trigger, in order, from what
+        `_rows.scanned_cells` gives (cells each followed by NUL; int64 pairs of a row's offset
+        and its first cell's in `text`)."""
+        assert self._scanner is not None, "no scanned codes without a scanner"
+        pairs = memoryview(rows).cast("q")
+        row_at, text_at = pairs[0::2].tolist(), pairs[1::2].tolist()
+        hit = {
+            row_at[bisect_right(text_at, start) - 1]
+            for start in self._scanner.trigger_starts(text.decode("latin-1"))
+        }
+        return sorted(hit)
+
     def _code(self, how: str, oid: int) -> int | None:
-        if how not in _MASKED_HOWS or oid in (masks.JSON_OID, masks.JSONB_OID):
-            return None  # detect, an unknown how (mask_cell refuses it), JSON values
+        if oid in (masks.JSON_OID, masks.JSONB_OID):
+            return None  # JSON values: mask_cell parses them
+        if how == "detect":
+            return DETECT if self._scanner is not None else None
+        if how not in _MASKED_HOWS:
+            return None  # an unknown how: mask_cell refuses it
         if oid not in masks.TEXT_OIDS:
             return NULL
         if how == "derived":
             return STAR
-        if how == "column" and self._emails:
-            return EMAIL
+        if how == "column":
+            if self._emails:
+                return EMAIL
+            return MASKED if self._scanner is not None else None
         return None

@@ -477,6 +477,22 @@ class Scanner:
                     return detector.name, span
         return "", None
 
+    def trigger_starts(self, text: str) -> Iterator[int]:
+        """Where triggers start in `text`: each kind's from left to right, not every one
+        where they overlap.
+
+        A text with none gets no match from `scan`. For cells joined with a NUL after each, a
+        cell holds a trigger exactly when one of these starts in it: a trigger is made of
+        ASCII characters of fixed classes, none of which is NUL, so none spans two cells, and
+        after one ends the next one's search goes on from there. The same holds for a cell's
+        bytes decoded as Latin-1 in place of UTF-8: ASCII bytes stand for themselves in both,
+        and any other byte, like any other character, is in none of the classes.
+        """
+        for pattern in (self._prefilter, self._run):
+            if pattern is not None:
+                for m in pattern.finditer(text):
+                    yield m.start()
+
     def scan(self, text: str) -> list[Match]:
         """Validated, non-overlapping matches, left to right."""
         return list(self._iter(text))

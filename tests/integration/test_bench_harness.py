@@ -48,13 +48,16 @@ def test_every_benchmark_scenario_runs_at_a_tiny_size(tmp_path: Path):
 
     for form in ("copy", "select"):
         large = results["large_result"][form]
-        for leg in ("direct", "pgbouncer", "node", "node_masked"):
+        for leg in ("direct", "pgbouncer", "node", "node_masked", "node_detect"):
             assert large[leg]["mb_per_s"]["median"] > 0
             assert large[leg]["rows_per_s"]["median"] > 0
         assert large["node"]["bytes"]["median"] == large["direct"]["bytes"]["median"]
         # Masked e-mail addresses are shorter than the originals.
         assert large["node_masked"]["bytes"]["median"] < large["direct"]["bytes"]["median"]
-        assert {"node_over_direct", "node_masked_over_direct"} <= set(large)
+        assert large["node_detect"]["bytes"]["median"] < large["direct"]["bytes"]["median"]
+        assert {"node_over_direct", "node_masked_over_direct", "node_detect_over_direct"} <= set(
+            large
+        )
 
     sessions = results["sessions"]
     for leg in ("direct", "node"):

@@ -11,6 +11,14 @@
  *   1 EMAIL  a text column masked by name whose value is a plain email: "j***@example.com"
  *   2 STAR   a text column masked as derived: "****"
  *   3 NULL   a masked column of a type no mask is a valid value of: SQL NULL
+ *   4 DETECT a column the session's detectors scan: the cell as it is
+ *   5 MASKED a text column masked by name, without email shapes: "****"
+ *
+ * DETECT and MASKED give those cells what the row path gives a cell in which none of the
+ * detectors' triggers occurs (`Scanner.trigger_starts`); rows with one are the row path's.
+ * C cannot tell, so a caller with such codes first collects the run's scanned cells with
+ * `scanned_cells`, finds the rows with a trigger, and passes the first one's offset as
+ * `mask_data_rows`'s `stop`.
  *
  * `mask_data_rows` takes DataRows with any code (`lockgate.masking.data_rows` makes the layout;
  * NULL cells stay NULL, columns past the layout pass). `mask_copy_rows` takes text COPY rows
@@ -32,7 +40,10 @@
 
 #include "_buf.h"
 
-enum { PASS = 0, EMAIL = 1, STAR = 2, NULLED = 3, CODES };
+enum { PASS = 0, EMAIL = 1, STAR = 2, NULLED = 3, DETECT = 4, MASKED = 5, CODES };
+
+/* Whether a cell of this code is scanned for triggers before C may take its row. */
+static inline int scanned(unsigned char code) { return code == DETECT || code == MASKED; }
 
 static const unsigned char NULL_LENGTH[4] = {0xff, 0xff, 0xff, 0xff};
 
@@ -104,7 +115,7 @@ static int scan_row(const unsigned char *b, Py_ssize_t body, Py_ssize_t end,
         unsigned char code = i < ncodes ? codes[i] : PASS;
         if (code == EMAIL && plain_email(b + q, size) == 0)
             return 0;
-        if (code != PASS)
+        if (code != PASS && code != DETECT)
             (*masked)++;
         q += size;
     }
@@ -123,8 +134,8 @@ static inline void put_masked_email(Buf *out, const unsigned char *email, Py_ssi
 /* Appends the masked DataRow for the message body b[body:end] (a row `scan_row` took). */
 static int put_row(Buf *out, const unsigned char *b, Py_ssize_t body, Py_ssize_t end,
                    const unsigned char *codes, Py_ssize_t ncodes) {
-    /* A masked cell is never longer than the original but for STAR ("****") and an email's
-     * "***": each at most four bytes more. */
+    /* A masked cell is never longer than the original but for "****" and an email's "***":
+     * each at most four bytes more. */
     Py_ssize_t cells = ((Py_ssize_t)b[body] << 8) | b[body + 1];
     if (buf_reserve(out, 5 + (end - body) + 4 * cells) < 0)
         return -1;
@@ -136,7 +147,7 @@ static int put_row(Buf *out, const unsigned char *b, Py_ssize_t body, Py_ssize_t
     for (Py_ssize_t i = 0; i < cells; i++) {
         int32_t size = (int32_t)be32(b + q);
         unsigned char code = i < ncodes ? codes[i] : PASS;
-        if (size < 0 || code == PASS) {
+        if (size < 0 || code == PASS || code == DETECT) {
             Py_ssize_t whole = 4 + (size < 0 ? 0 : size);
             put(out, b + q, whole);
             q += whole;
@@ -146,7 +157,7 @@ static int put_row(Buf *out, const unsigned char *b, Py_ssize_t body, Py_ssize_t
         q += 4 + size;
         if (code == NULLED) {
             put(out, NULL_LENGTH, 4);
-        } else if (code == STAR) {
+        } else if (code == STAR || code == MASKED) {
             put_be32(out->p + out->len, 4);
             out->len += 4;
             put(out, "****", 4);
@@ -217,32 +228,55 @@ typedef int (*ScanRow)(const unsigned char *, Py_ssize_t, Py_ssize_t, const unsi
 typedef int (*PutRow)(Buf *, const unsigned char *, Py_ssize_t, Py_ssize_t,
                       const unsigned char *, Py_ssize_t);
 
-/* The run of `kind` messages from buf[pos]: (end, masked bytes or None, rows, cells), with
- * codes below `allowed`; a layout of None passes every row. */
+/* The layout's codes (NULL and 0 for None); -1 with an exception when one is not below
+ * `allowed` or the layout is not bytes. */
+static int get_codes(PyObject *layout, unsigned char allowed, const unsigned char **codes,
+                     Py_ssize_t *ncodes) {
+    *codes = NULL;
+    *ncodes = 0;
+    if (layout == Py_None)
+        return 0;
+    if (!PyBytes_Check(layout)) {
+        PyErr_SetString(PyExc_TypeError, "layout must be bytes or None");
+        return -1;
+    }
+    *codes = (const unsigned char *)PyBytes_AS_STRING(layout);
+    *ncodes = PyBytes_GET_SIZE(layout);
+    for (Py_ssize_t i = 0; i < *ncodes; i++) {
+        if ((*codes)[i] >= allowed) {
+            PyErr_Format(PyExc_ValueError, "cell code %d is not one of these rows'", (*codes)[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The message at b[pos] as one of a run of `kind`: its end, or 0 where the run stops (another
+ * type, an incomplete message, a length the codec refuses). */
+static inline Py_ssize_t run_message(const unsigned char *b, Py_ssize_t n, Py_ssize_t pos,
+                                     unsigned char kind, Py_ssize_t max_length) {
+    if (n - pos < 5 || b[pos] != kind)
+        return 0;
+    uint32_t length = be32(b + pos + 1);
+    if (length < 4 || (Py_ssize_t)length > max_length || (Py_ssize_t)length > n - pos - 1)
+        return 0;
+    return pos + 1 + (Py_ssize_t)length;
+}
+
+/* The run of `kind` messages from buf[pos], up to `stop` at most: (end, masked bytes or None,
+ * rows, cells), with codes below `allowed`; a layout of None passes every row. */
 static PyObject *mask_run(PyObject *args, unsigned char kind, unsigned char allowed, ScanRow scan,
                           PutRow put_masked) {
     Py_buffer view;
-    Py_ssize_t pos, max_length;
+    Py_ssize_t pos, max_length, stop = PY_SSIZE_T_MAX;
     PyObject *layout;
-    if (!PyArg_ParseTuple(args, "y*nOn", &view, &pos, &layout, &max_length))
+    if (!PyArg_ParseTuple(args, "y*nOn|n", &view, &pos, &layout, &max_length, &stop))
         return NULL;
-    const unsigned char *codes = NULL;
-    Py_ssize_t ncodes = 0;
-    if (layout != Py_None) {
-        if (!PyBytes_Check(layout)) {
-            PyBuffer_Release(&view);
-            PyErr_SetString(PyExc_TypeError, "layout must be bytes or None");
-            return NULL;
-        }
-        codes = (const unsigned char *)PyBytes_AS_STRING(layout);
-        ncodes = PyBytes_GET_SIZE(layout);
-        for (Py_ssize_t i = 0; i < ncodes; i++) {
-            if (codes[i] >= allowed) {
-                PyBuffer_Release(&view);
-                PyErr_Format(PyExc_ValueError, "cell code %d is not one of these rows'", codes[i]);
-                return NULL;
-            }
-        }
+    const unsigned char *codes;
+    Py_ssize_t ncodes;
+    if (get_codes(layout, allowed, &codes, &ncodes) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
     }
     const unsigned char *b = view.buf;
     Py_ssize_t n = view.len;
@@ -254,11 +288,9 @@ static PyObject *mask_run(PyObject *args, unsigned char kind, unsigned char allo
     Buf out = {0};
     Py_ssize_t copied = pos, rows = 0, masked = 0;
     int any = 0;
-    while (n - pos >= 5 && b[pos] == kind) {
-        uint32_t length = be32(b + pos + 1);
-        if (length < 4 || (Py_ssize_t)length > max_length || (Py_ssize_t)length > n - pos - 1)
-            break;
-        Py_ssize_t body = pos + 5, end = pos + 1 + (Py_ssize_t)length;
+    Py_ssize_t end;
+    while (pos < stop && (end = run_message(b, n, pos, kind, max_length)) > 0) {
+        Py_ssize_t body = pos + 5;
         if (codes != NULL) {
             Py_ssize_t cells;
             if (!scan(b, body, end, codes, ncodes, &cells))
@@ -301,11 +333,77 @@ static PyObject *mask_copy_rows(PyObject *module, PyObject *args) {
     return mask_run(args, 'd', EMAIL + 1, scan_copy_row, put_copy_row);
 }
 
+/* The cells of DETECT and MASKED columns in the run of DataRows from buf[pos] that
+ * `mask_data_rows` would take: (end, text, rows). `text` holds those cells, each followed by a
+ * NUL (which no trigger matches and no PostgreSQL text holds), row after row; `rows` is a
+ * native int64 pair a row that has any: the row's offset in buf, its first cell's in `text`. */
+static PyObject *scanned_cells(PyObject *module, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t pos, max_length;
+    PyObject *layout;
+    if (!PyArg_ParseTuple(args, "y*nOn", &view, &pos, &layout, &max_length))
+        return NULL;
+    const unsigned char *codes;
+    Py_ssize_t ncodes;
+    if (get_codes(layout, CODES, &codes, &ncodes) < 0 || codes == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "scanned_cells needs a layout");
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    const unsigned char *b = view.buf;
+    Py_ssize_t n = view.len;
+    if (pos < 0 || pos > n) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "pos is outside the buffer");
+        return NULL;
+    }
+    Buf text = {0}, rows = {0};
+    Py_ssize_t end;
+    while ((end = run_message(b, n, pos, 'D', max_length)) > 0) {
+        Py_ssize_t masked;
+        if (!scan_row(b, pos + 5, end, codes, ncodes, &masked))
+            break;
+        int64_t at[2] = {(int64_t)pos, (int64_t)text.len};
+        Py_ssize_t cells = ((Py_ssize_t)b[pos + 5] << 8) | b[pos + 6];
+        Py_ssize_t q = pos + 7;
+        for (Py_ssize_t i = 0; i < cells; i++) {
+            int32_t size = (int32_t)be32(b + q);
+            q += 4;
+            if (size < 0)
+                continue;
+            if (i < ncodes && scanned(codes[i]) &&
+                (buf_add(&text, b + q, size) < 0 || buf_add(&text, "", 1) < 0))
+                goto fail;
+            q += size;
+        }
+        if (text.len > at[1] && buf_add(&rows, at, sizeof at) < 0)
+            goto fail;
+        pos = end;
+    }
+    PyBuffer_Release(&view);
+    PyObject *result = Py_BuildValue("ny#y#", pos, text.p ? (const char *)text.p : "",
+                                     text.len, rows.p ? (const char *)rows.p : "", rows.len);
+    PyMem_Free(text.p);
+    PyMem_Free(rows.p);
+    return result;
+fail:
+    PyMem_Free(text.p);
+    PyMem_Free(rows.p);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
 static PyMethodDef module_methods[] = {
     {"mask_data_rows", mask_data_rows, METH_VARARGS,
-     "mask_data_rows(buf, pos, layout, max_length) -> (end, masked, rows, cells): the run of "
-     "DataRow messages from buf[pos] up to `end`, masked by `layout` (one code a column, or "
-     "None to pass every cell); `masked` is the run's bytes when a cell changed, else None."},
+     "mask_data_rows(buf, pos, layout, max_length[, stop]) -> (end, masked, rows, cells): the "
+     "run of DataRow messages from buf[pos] up to `end` (not past `stop`), masked by `layout` "
+     "(one code a column, or None to pass every cell); `masked` is the run's bytes when a cell "
+     "changed, else None."},
+    {"scanned_cells", scanned_cells, METH_VARARGS,
+     "scanned_cells(buf, pos, layout, max_length) -> (end, text, rows): the DETECT and MASKED "
+     "cells of the run mask_data_rows would take, NUL after each, and for each row with any, "
+     "its offset in buf and its first cell's in text (native int64 pairs)."},
     {"mask_copy_rows", mask_copy_rows, METH_VARARGS,
      "mask_copy_rows(buf, pos, layout, max_length) -> (end, masked, rows, cells): the same for "
      "the CopyData messages of a text COPY, with PASS and EMAIL codes, one a field."},

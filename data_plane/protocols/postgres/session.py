@@ -30,13 +30,13 @@ from operator import itemgetter
 
 from data_plane.protocols.postgres import codec
 from lockgate.masking.copy_text import CopyLayout, CopyTextMasker
-from lockgate.masking.data_rows import DataRowMasker
+from lockgate.masking.data_rows import SCANNED, DataRowMasker
 from lockgate.masking.plan import ColumnAction, StatementPlan
 
 try:
-    from data_plane.protocols.postgres._rows import mask_copy_rows, mask_data_rows
+    from data_plane.protocols.postgres._rows import mask_copy_rows, mask_data_rows, scanned_cells
 except ImportError:  # pragma: no cover - `make setup` builds it
-    mask_copy_rows = mask_data_rows = None  # type: ignore[assignment]
+    mask_copy_rows = mask_data_rows = scanned_cells = None  # type: ignore[assignment]
 
 QUERY, PARSE, BIND, DESCRIBE, EXECUTE, CLOSE, SYNC, FLUSH, TERMINATE, FUNCTION_CALL = (
     ord(c) for c in "QPBDECSHXF"
@@ -209,6 +209,7 @@ class _Result:
     oids: tuple[int, ...]
     binary: tuple[bool, ...]
     layout: bytes | None = None  # for `mask_data_rows`, when its rows can be masked in runs
+    scans: bool = False  # the layout has cells to look for triggers in (`data_rows.SCANNED`)
 
 
 class ServerStream:
@@ -247,6 +248,9 @@ class ServerStream:
             None,
             None,
         )
+        # The rows of a run whose scanned cells hold a trigger, found once for the run:
+        # (the buffer, where the run ends in it, their offsets left to reach).
+        self._triggered: tuple[bytes, int, deque[int]] = (b"", 0, deque())
         self._bulk_misses = 0  # runs in a row the layout could not mask a row of
         self._bulk_rest = 0  # runs to leave to the row path before trying the layout again
         self.masked_cells = 0
@@ -334,11 +338,16 @@ class ServerStream:
         layout: bytes | None = None
         if buf[pos] == 0x44:  # DataRow
             result = self._current_result()
+            stop = len(buf)
             if result is not None:
                 if result.layout is None:
                     return pos, copied  # rows its layout cannot give: mask_cell, one by one
                 layout = result.layout
-            end, masked, rows, cells = mask_data_rows(buf, pos, layout, codec.MAX_MESSAGE)
+                if result.scans:
+                    stop = self._next_triggered(buf, pos, layout)
+                    if stop == pos:
+                        return pos, copied  # a trigger in this row: mask_cell finds what
+            end, masked, rows, cells = mask_data_rows(buf, pos, layout, codec.MAX_MESSAGE, stop)
             self.rows += rows
         else:  # CopyData
             if self._copy is not None:
@@ -354,6 +363,21 @@ class ServerStream:
             out.append(buf[copied:pos])
         out.append(masked)
         return end, end
+
+    def _next_triggered(self, buf: bytes, pos: int, layout: bytes) -> int:
+        """Where C must stop in the run of rows at `pos`: the first row whose scanned cells
+        hold a trigger, else the end of the run. The run's rows are looked through once, on
+        the first call; the row path takes each triggered row, and the calls after it go on
+        from the same list."""
+        assert scanned_cells is not None and self._row_masker is not None
+        run, end, triggered = self._triggered
+        if run is not buf or pos >= end:
+            end, text, rows = scanned_cells(buf, pos, layout, codec.MAX_MESSAGE)
+            triggered = deque(self._row_masker.triggered_rows(text, rows))
+            self._triggered = (buf, end, triggered)
+        while triggered and triggered[0] < pos:
+            triggered.popleft()
+        return triggered[0] if triggered else end
 
     def _on_messages(
         self, buf: bytes, spans: list[tuple[int, int, int]], copied: int, out: list[bytes]
@@ -530,7 +554,8 @@ class ServerStream:
         if not any(actions):
             return None
         layout = self._row_masker.layout(actions, oids) if self._row_masker else None
-        return _Result(actions, oids, tuple(f == 1 for f in formats), layout)
+        scans = layout is not None and not SCANNED.isdisjoint(layout)
+        return _Result(actions, oids, tuple(f == 1 for f in formats), layout, scans)
 
     def _mask_row(self, result: _Result, buf: bytes, start: int, end: int) -> bytes | None:
         count = int.from_bytes(buf[start : start + 2], "big")

@@ -389,3 +389,45 @@ def test_scan_returns_ordered_non_overlapping_matches_within_the_text(text: str)
         assert end <= m.start < m.end <= len(text)
         end = m.end
     assert SCANNER.has_any(text) == bool(matches)
+
+
+SCANNERS = [SCANNER, Scanner(["credit_card", "us_ssn"]), Scanner(["email"]), Scanner(["api_key"])]
+
+
+def has_trigger(scanner: Scanner, text: str) -> bool:
+    return next(scanner.trigger_starts(text), None) is not None
+
+
+@FUZZ
+@given(st.sampled_from(SCANNERS), TEXTS)
+def test_text_without_a_trigger_has_no_match(scanner: Scanner, text: str) -> None:
+    if not has_trigger(scanner, text):
+        assert scanner.scan(text) == []
+
+
+@FUZZ
+@given(st.sampled_from(SCANNERS), st.lists(TEXTS.map(lambda t: t.replace("\x00", "")), max_size=6))
+def test_cells_joined_by_nul_have_the_triggers_they_have_alone(
+    scanner: Scanner, cells: list[str]
+) -> None:
+    joined = "".join(c + "\x00" for c in cells)
+    starts = [0]
+    for c in cells:
+        starts.append(starts[-1] + len(c) + 1)
+    hit = {
+        i
+        for s in scanner.trigger_starts(joined)
+        for i in range(len(cells))
+        if starts[i] <= s < starts[i + 1]
+    }
+    assert hit == {i for i, c in enumerate(cells) if has_trigger(scanner, c)}
+
+
+@FUZZ
+@given(st.sampled_from(SCANNERS), st.one_of(TEXTS.map(lambda t: t.encode()), st.binary()))
+def test_a_trigger_is_found_alike_in_latin_1_and_in_utf_8_as_mask_cell_decodes(
+    scanner: Scanner, raw: bytes
+) -> None:
+    assert has_trigger(scanner, raw.decode("latin-1")) == has_trigger(
+        scanner, raw.decode("utf-8", errors="replace")
+    )

@@ -1,18 +1,21 @@
 """The C masker of result rows (`_rows`), socket-free: its email test is the regular expression
-`mask_cell` uses, a COPY row is taken exactly when `copy_text` would take it, and no input
-crashes it or makes it claim bytes it did not frame."""
+`mask_cell` uses, a COPY row is taken exactly when `copy_text` would take it, the scanned cells
+of a run are the ones a stop is found in, and no input crashes it or makes it claim bytes it
+did not frame."""
 
 from __future__ import annotations
+
+import struct
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_plane.protocols.postgres import codec
-from data_plane.protocols.postgres._rows import mask_copy_rows, mask_data_rows
+from data_plane.protocols.postgres._rows import mask_copy_rows, mask_data_rows, scanned_cells
 from lockgate.masking import masks
 from lockgate.masking.copy_text import CopyLayout
-from lockgate.masking.data_rows import EMAIL, NULL, PASS, STAR
+from lockgate.masking.data_rows import DETECT, EMAIL, MASKED, NULL, PASS, STAR
 from tests.unit.data_plane.protocols.postgres.test_session_rows import data_row
 from tests.unit.lockgate.masking.test_copy_text import (
     NEAR_MISSES,
@@ -59,6 +62,50 @@ def test_a_run_ends_at_another_message_or_an_incomplete_one() -> None:
     assert mask_rows(b"D\x00\x00\x00\x03", 0, None) == (0, None, 0, 0)  # a length under 4
 
 
+def test_scanned_cells_pass_or_give_the_mask_and_a_stop_ends_the_run() -> None:
+    rows = [data_row([b"1", b"jane", b"a note"]), data_row([b"2", None, b""])]
+    rows.append(data_row([b"3", b"x", b"card 4242 4242 4242 4242"]))
+    run = b"".join(rows)
+    layout = bytes([PASS, MASKED, DETECT])
+    end, masked, count, cells = mask_rows(run, 0, layout)
+    assert (end, count, cells) == (len(run), 3, 2)
+    assert masked == b"".join(
+        [
+            data_row([b"1", b"****", b"a note"]),
+            rows[1],
+            data_row([b"3", b"****", b"card 4242 4242 4242 4242"]),  # a stop is the caller's
+        ]
+    )
+    stop = len(rows[0]) + len(rows[1])
+    end, masked, count, cells = mask_data_rows(run, 0, layout, MAX, stop)
+    assert (end, count, cells) == (stop, 2, 1)
+    assert mask_data_rows(run, stop, layout, MAX, stop) == (stop, None, 0, 0)
+    # A row of DETECT cells alone changes nothing.
+    assert mask_rows(rows[2], 0, bytes([PASS, PASS, DETECT])) == (len(rows[2]), None, 1, 0)
+
+
+def test_scanned_cells_are_the_run_s_detect_and_masked_cells_with_their_rows() -> None:
+    rows = [
+        data_row([b"1", b"jane", b"a note"]),
+        data_row([b"2", None, None]),  # nothing to scan: no entry
+        data_row([b"3", b"", b"x"]),
+        data_row([b"jane@example.com", b"y", b"z"]),  # EMAIL refuses it: the run ends
+    ]
+    buf = b"junk" + b"".join(rows)
+    layout = bytes([EMAIL, MASKED, DETECT])
+    assert scanned_cells(buf, 4, layout, MAX) == (4, b"", b"")  # "1" is no email
+    layout = bytes([PASS, MASKED, DETECT])
+    end, text, pairs = scanned_cells(buf, 4, layout, MAX)
+    third = 4 + len(rows[0]) + len(rows[1])
+    assert end == len(buf)
+    assert text == b"jane\x00a note\x00\x00x\x00y\x00z\x00"
+    assert struct.unpack("=6q", pairs) == (4, 0, third, 12, third + len(rows[2]), 15)
+    stop_at = bytes([EMAIL, MASKED, DETECT])
+    assert scanned_cells(rows[3], 0, stop_at, MAX)[0] == len(rows[3])
+    with pytest.raises(TypeError, match="needs a layout"):
+        scanned_cells(buf, 4, None, MAX)  # type: ignore[arg-type]
+
+
 def test_bad_arguments_are_errors() -> None:
     with pytest.raises(ValueError, match="cell code"):
         mask_rows(data_row([b"x"]), 0, b"\x09")
@@ -91,7 +138,7 @@ def test_a_copy_row_is_taken_exactly_when_the_expressions_take_it(
 @settings(max_examples=500, deadline=None)
 @given(
     st.binary(max_size=200),
-    st.one_of(st.none(), st.binary(max_size=5).map(lambda b: bytes(x % 4 for x in b))),
+    st.one_of(st.none(), st.binary(max_size=5).map(lambda b: bytes(x % 6 for x in b))),
     st.integers(0, 200),
 )
 def test_arbitrary_bytes_never_crash_it_or_claim_what_it_did_not_frame(
@@ -111,3 +158,14 @@ def test_arbitrary_bytes_never_crash_it_or_claim_what_it_did_not_frame(
         if masked is not None:
             out, rest = codec.split_messages(masked)
             assert rest == len(masked) and len(out) == rows
+    if layout:
+        buf = data.replace(b"!", b"D\x00\x00\x00")
+        start = min(pos, len(buf))
+        end, text, pairs = scanned_cells(buf, start, layout, MAX)
+        assert end == mask_data_rows(buf, start, layout, MAX)[0]
+        offsets = struct.unpack(f"={len(pairs) // 8}q", pairs)
+        assert all(start <= row < end for row in offsets[0::2])
+        assert (
+            list(offsets[1::2]) == sorted(offsets[1::2])
+            and text.count(b"\x00") >= len(offsets) // 2
+        )

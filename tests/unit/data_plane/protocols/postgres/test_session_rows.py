@@ -23,7 +23,13 @@ from tests.unit.data_plane.protocols.postgres.test_session_copy import message
 from tests.unit.lockgate.masking.test_copy_text import NEAR_MISSES, NOISE, PLAIN_EMAILS
 
 FUZZ = settings(max_examples=400, deadline=None)
-SCANNERS: list[Scanner | None] = [None, Scanner(["email"]), Scanner(["phone"]), Scanner(ALL)]
+SCANNERS: list[Scanner | None] = [
+    None,
+    Scanner(["email"]),
+    Scanner(["phone"]),
+    Scanner(["credit_card", "us_ssn"]),
+    Scanner(ALL),
+]
 # text, varchar, name, int4, json, jsonb, text[], int8, unknown
 OIDS = [25, 1043, 19, 23, 114, 3802, 1009, 20, 705]
 ACTIONS = [
@@ -71,6 +77,23 @@ CELLS = st.one_of(
     PLAIN_EMAILS.map(str.encode),
     NEAR_MISSES.map(str.encode),
     NOISE.map(str.encode),
+    # Words and numbers, with and without a detector's trigger (a card, an SSN, a long token).
+    st.lists(
+        st.sampled_from(
+            [
+                "order",
+                "shipped",
+                "42",
+                "2024-03-01",
+                "4242 4242 4242 4242",
+                "123-45-6789",
+                "Zk3Qp9Lm2Xv7Rt4Yw8Nb",
+                "é",
+                " ",
+            ]
+        ),
+        max_size=4,
+    ).map(lambda words: " ".join(words).encode()),
     st.binary(max_size=8),
     st.none(),
 )
@@ -223,7 +246,28 @@ def test_a_result_with_nothing_to_mask_passes_through_as_it_came() -> None:
     assert (s.rows, s.masked_cells) == (100, 0)
 
 
-def test_json_and_detect_columns_stay_on_the_row_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scanned_columns_take_the_row_path_only_in_rows_with_a_trigger(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = count_row_path(monkeypatch)
+    scanner = Scanner(["credit_card", "us_ssn"])
+    plans = [FixedPlan((None, ColumnAction("column"), ColumnAction("detect")))]
+    notes = [b"paid", b"card 4242 4242 4242 4242", b"", None, b"ssn 123-45-6789", b"order 42"]
+    rows = [
+        data_row([b"%d" % i, b"user%d@example.com" % i, notes[i % len(notes)]]) for i in range(600)
+    ]
+    data = row_description([23, 25, 25], [0, 0, 0]) + b"".join(rows) + DONE + READY
+    s = stream(plans, scanner, in_c=True)
+    out = b"".join(s.feed(data[i : i + 5000]) for i in range(0, len(data), 5000))
+    assert len(calls) == 200  # the card and SSN rows
+    assert data_row([b"6", b"****", b"paid"]) in out
+    assert data_row([b"7", b"****", b"card **** **** **** 4242"]) in out
+    assert (out, s.masked_cells, s.rows) == both(plans, scanner, data)[1]
+
+
+def test_json_columns_and_triggered_cells_stay_on_the_row_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     calls = count_row_path(monkeypatch)
     for action, oid in [(ColumnAction("column"), 114), (ColumnAction("detect"), 25)]:
         plans = [FixedPlan((action,))]
