@@ -12,7 +12,8 @@ type, whatever the value, or for a plain email when it is one (the common masked
 * NULL: a column masked any way but `detect` whose type is neither text nor JSON: no mask is a
   valid value of it (an int4 `****` would not parse), so SQL NULL.
 * DETECT: a non-JSON column the session's detectors scan: the cell as it is when none of the
-  detectors' triggers occurs in it (`Scanner.trigger_starts`), as `mask_cell` then leaves it.
+  detectors' triggers occurs in it (`Scanner.segments_with_triggers`), as `mask_cell` then
+  leaves it.
 * MASKED: a text column masked by name, by a scanner that does not shape emails: `****` when
   no trigger occurs in the cell, as `mask_column_value` then gives.
 
@@ -25,7 +26,6 @@ finds them). NULL cells stay NULL in both paths. A result with anything else (a 
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Sequence
 
 from lockgate.masking import masks
@@ -68,12 +68,8 @@ class DataRowMasker:
         and its first cell's in `text`)."""
         assert self._scanner is not None, "no scanned codes without a scanner"
         pairs = memoryview(rows).cast("q")
-        row_at, text_at = pairs[0::2].tolist(), pairs[1::2].tolist()
-        hit = {
-            row_at[bisect_right(text_at, start) - 1]
-            for start in self._scanner.trigger_starts(text.decode("latin-1"))
-        }
-        return sorted(hit)
+        row_at, text_at = pairs[0::2], pairs[1::2].tolist()
+        return [row_at[i] for i in self._scanner.segments_with_triggers(text, text_at)]
 
     def _code(self, how: str, oid: int) -> int | None:
         if oid in (masks.JSON_OID, masks.JSONB_OID):

@@ -16,9 +16,12 @@ import json
 import math
 import re
 import time
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+
+import re2
 
 Span = tuple[int, int]
 Validator = Callable[["re.Match[str]"], Span | None]
@@ -389,7 +392,7 @@ def _combine(alternatives: Iterable[tuple[str, str]]) -> str:
 class Scanner:
     """Finds the matches of a set of detectors in text; build once, scan many cells."""
 
-    __slots__ = ("_detector_of", "_fallbacks", "_prefilter", "_regex", "_run", "names")
+    __slots__ = ("_detector_of", "_fallbacks", "_prefilter", "_regex", "_run", "_triggers", "names")
 
     def __init__(self, names: Iterable[str]) -> None:
         wanted = set(names)
@@ -437,6 +440,15 @@ class Scanner:
             if triggers
             else None
         )
+        # The same conditions for RE2 over bytes (`segments_with_triggers`): a linear-time
+        # automaton, about twenty times faster than `re` on text full of digits. Latin-1, so
+        # every byte is one character: the classes are ASCII and any other byte is in none.
+        branches = [f"[{cls}]{rest}" for cls, rest in triggers]
+        if self._run is not None:
+            branches.append(f"[{_TOKEN_CHARS}]{{15}}")
+        options = re2.Options()
+        options.encoding = re2.Options.Encoding.LATIN1
+        self._triggers = re2.compile("|".join(branches).encode(), options) if branches else None
 
     def _may_match(self, text: str) -> bool:
         if self._prefilter is not None and self._prefilter.search(text) is not None:
@@ -477,21 +489,29 @@ class Scanner:
                     return detector.name, span
         return "", None
 
-    def trigger_starts(self, text: str) -> Iterator[int]:
-        """Where triggers start in `text`: each kind's from left to right, not every one
-        where they overlap.
+    def segments_with_triggers(self, text: bytes, starts: Sequence[int]) -> list[int]:
+        """Which segments of `text` (the i-th from `starts[i]` to the next start or the end)
+        hold one of the detectors' necessary conditions, in order: the others get no match
+        from `scan`.
 
-        A text with none gets no match from `scan`. For cells joined with a NUL after each, a
-        cell holds a trigger exactly when one of these starts in it: a trigger is made of
-        ASCII characters of fixed classes, none of which is NUL, so none spans two cells, and
-        after one ends the next one's search goes on from there. The same holds for a cell's
-        bytes decoded as Latin-1 in place of UTF-8: ASCII bytes stand for themselves in both,
-        and any other byte, like any other character, is in none of the classes.
+        The bytes are read as Latin-1 and hold a segment's cells (UTF-8, as `mask_cell`
+        decodes them), each followed by NUL. A segment holds a trigger here exactly when one of
+        its cells would pass `_may_match`: a trigger is a run of ASCII characters of fixed
+        classes, none of which is NUL, so none spans two cells, and an ASCII byte stands for the
+        same character in both decodings while any other byte or character is in no class.
         """
-        for pattern in (self._prefilter, self._run):
-            if pattern is not None:
-                for m in pattern.finditer(text):
-                    yield m.start()
+        found: list[int] = []
+        if self._triggers is None or not starts:
+            return found
+        search = self._triggers.search
+        pos = starts[0]
+        while (m := search(text, pos)) is not None:
+            i = bisect_right(starts, m.start()) - 1
+            found.append(i)
+            if i + 1 == len(starts):
+                break
+            pos = starts[i + 1]
+        return found
 
     def scan(self, text: str) -> list[Match]:
         """Validated, non-overlapping matches, left to right."""

@@ -20,6 +20,7 @@ import pytest
 from psycopg import ClientCursor
 
 from lockgate.masking import masks
+from lockgate.masking.detectors import Scanner
 from tests.harness.lockgate import ControlPlane, Node, add_connection
 from tests.harness.postgres import PostgresTarget
 from tests.harness.processes import wait_until
@@ -475,3 +476,83 @@ def test_many_binary_rows_of_a_prepared_statement_are_masked(world: World, conta
         for limit in (10, 4000):
             cur.execute("SELECT id, email, note FROM contacts WHERE id < %s ORDER BY id", (limit,))
             assert cur.fetchall() == [expected_contact(i) for i in range(limit)]
+
+
+DETECTORS = ["credit_card", "us_ssn"]
+
+
+@pytest.fixture(scope="module")
+def detected_notes(world: World, pg_target: PostgresTarget) -> str:
+    """Connection `detected-notes` with the README's example rule (`*.email` masked, the
+    `credit_card` and `us_ssn` detectors on) and 4,000 rows whose notes now and then hold a
+    card number or an SSN: the rows without one are masked in runs in C."""
+    pg_target.psql_admin(
+        "CREATE TABLE notes (id int PRIMARY KEY, email text, note text);"
+        "INSERT INTO notes SELECT g, 'user' || g || '@example.com', CASE g % 10 "
+        "WHEN 3 THEN 'card 4242 4242 4242 4242' WHEN 7 THEN 'ssn 123-45-' || (6000 + g % 1000) "
+        "WHEN 9 THEN NULL ELSE 'paid order ' || g END FROM generate_series(0, 3999) g;"
+        "ALTER TABLE notes OWNER TO app;",
+        database="appdb",
+    )
+    add_connection(world.cp, pg_target, "detected-notes")
+    world.cp.ok(
+        "POST",
+        "/policies",
+        json={
+            "name": "enf-agents-detected-notes",
+            "cedar": 'permit(principal in Group::"enf-agents", action, '
+            'resource == Connection::"detected-notes");',
+        },
+    )
+    world.cp.ok(
+        "POST",
+        "/masking-rules",
+        json={
+            "name": "notes",
+            "connections": ["detected-notes"],
+            "columns": ["*.email"],
+            "detectors": DETECTORS,
+        },
+    )
+    wait_for_revision(world.cp, world.node)
+    return "detected-notes"
+
+
+def test_rows_with_detectors_on_are_masked_as_the_row_path_masks_them(
+    world: World, detected_notes: str, pg_target: PostgresTarget
+):
+    agent = make_agent(world.cp, group="enf-agents", prefix="detect")
+    wait_for_revision(world.cp, world.node)
+    sql = "SELECT id, email, note FROM notes ORDER BY id"
+
+    def rows(dsn: str) -> list[list[str]]:
+        out = subprocess.run(
+            ["psql", dsn, "-X", "-At", "-F", "\t", "-P", "null=<null>", "-c", sql],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        return [line.split("\t") for line in out.splitlines()]
+
+    pw = pg_target.passwords["app"]
+    clear = rows(f"postgresql://app:{pw}@127.0.0.1:{pg_target.port}/appdb?sslmode=disable")
+    got = rows(world.node.dsn(agent.name, agent.token, detected_notes))
+    scanner = Scanner(DETECTORS)
+    assert len(got) == len(clear) == 4000
+    masked = 0
+    for fields, (id_, email, note) in zip(got, clear, strict=True):
+        want_email = masks.mask_cell(
+            email.encode(), oid=25, binary=False, how="column", scanner=scanner
+        )
+        want_note = note
+        if note != "<null>":
+            want_note = masks.mask_cell(
+                note.encode(), oid=25, binary=False, how="detect", scanner=scanner
+            ).decode()
+        masked += 1 + (want_note != note)
+        assert fields == [id_, want_email.decode(), want_note], fields
+    assert got[3][2] == "card **** **** **** 4242" and got[7][2] == "ssn ***-**-6007"
+    assert got[1][1:] == ["****", "paid order 1"]
+    # Every email, and the 800 notes with a card or an SSN.
+    assert masked == 4800 and masked_cells(world, agent.name) == 4800

@@ -15,7 +15,8 @@
  *   5 MASKED a text column masked by name, without email shapes: "****"
  *
  * DETECT and MASKED give those cells what the row path gives a cell in which none of the
- * detectors' triggers occurs (`Scanner.trigger_starts`); rows with one are the row path's.
+ * detectors' triggers occurs (`Scanner.segments_with_triggers`); rows with one are the row
+ * path's.
  * C cannot tell, so a caller with such codes first collects the run's scanned cells with
  * `scanned_cells`, finds the rows with a trigger, and passes the first one's offset as
  * `mask_data_rows`'s `stop`.

@@ -394,40 +394,50 @@ def test_scan_returns_ordered_non_overlapping_matches_within_the_text(text: str)
 SCANNERS = [SCANNER, Scanner(["credit_card", "us_ssn"]), Scanner(["email"]), Scanner(["api_key"])]
 
 
-def has_trigger(scanner: Scanner, text: str) -> bool:
-    return next(scanner.trigger_starts(text), None) is not None
+def has_trigger(scanner: Scanner, raw: bytes) -> bool:
+    return scanner.segments_with_triggers(raw + b"\x00", [0]) == [0]
 
 
 @FUZZ
-@given(st.sampled_from(SCANNERS), TEXTS)
-def test_text_without_a_trigger_has_no_match(scanner: Scanner, text: str) -> None:
-    if not has_trigger(scanner, text):
+@given(st.sampled_from(SCANNERS), st.one_of(TEXTS.map(str.encode), st.binary()))
+def test_a_trigger_is_found_in_the_bytes_exactly_when_the_text_may_match(
+    scanner: Scanner, raw: bytes
+) -> None:
+    # As mask_cell decodes a cell; the search reads the bytes as they are.
+    text = raw.decode("utf-8", errors="replace")
+    assert has_trigger(scanner, raw) == scanner._may_match(text)
+    if not has_trigger(scanner, raw):
         assert scanner.scan(text) == []
 
 
 @FUZZ
-@given(st.sampled_from(SCANNERS), st.lists(TEXTS.map(lambda t: t.replace("\x00", "")), max_size=6))
-def test_cells_joined_by_nul_have_the_triggers_they_have_alone(
-    scanner: Scanner, cells: list[str]
+@given(
+    st.sampled_from(SCANNERS),
+    st.lists(
+        st.lists(
+            st.one_of(TEXTS.map(str.encode), st.binary()).map(lambda b: b.replace(b"\x00", b"")),
+            max_size=3,
+        ),
+        max_size=6,
+    ),
+)
+def test_segments_of_cells_joined_by_nul_have_the_triggers_their_cells_have(
+    scanner: Scanner, segments: list[list[bytes]]
 ) -> None:
-    joined = "".join(c + "\x00" for c in cells)
-    starts = [0]
-    for c in cells:
-        starts.append(starts[-1] + len(c) + 1)
-    hit = {
-        i
-        for s in scanner.trigger_starts(joined)
-        for i in range(len(cells))
-        if starts[i] <= s < starts[i + 1]
-    }
-    assert hit == {i for i, c in enumerate(cells) if has_trigger(scanner, c)}
+    text, starts = b"", []
+    for cells in segments:
+        starts.append(len(text))
+        text += b"".join(c + b"\x00" for c in cells)
+    expected = [
+        i for i, cells in enumerate(segments) if any(has_trigger(scanner, c) for c in cells)
+    ]
+    assert scanner.segments_with_triggers(text, starts) == expected
 
 
-@FUZZ
-@given(st.sampled_from(SCANNERS), st.one_of(TEXTS.map(lambda t: t.encode()), st.binary()))
-def test_a_trigger_is_found_alike_in_latin_1_and_in_utf_8_as_mask_cell_decodes(
-    scanner: Scanner, raw: bytes
-) -> None:
-    assert has_trigger(scanner, raw.decode("latin-1")) == has_trigger(
-        scanner, raw.decode("utf-8", errors="replace")
-    )
+def test_segments_with_triggers() -> None:
+    scanner = Scanner(["credit_card", "us_ssn"])
+    text = b"plain\x00card 4242 4242 4242 4242\x00a@b.com\x00123-45-6789\x00"
+    assert scanner.segments_with_triggers(text, [0, 6, 31, 39]) == [1, 3]
+    assert scanner.segments_with_triggers(text, [0]) == [0]
+    assert scanner.segments_with_triggers(b"", []) == []
+    assert Scanner(["email"]).segments_with_triggers(text, [0, 6, 31, 39]) == [2]
