@@ -4,7 +4,8 @@ A `Scanner` compiles its detectors into ONE regex alternation (in priority order
 named marker group closing each branch tells which detector matched) behind a pre-filter: a small
 regex of necessary conditions (an '@' for email, a '$' for crypt hashes, a run of 15 token
 characters for keys...) that lets most clean cells skip the big regex. Checksums (Luhn, ISO 7064
-mod-97, the JWT header) run only on regex candidates.
+mod-97, the JWT header) run only on regex candidates. The relay asks the same pre-filter about
+many cells at once (`Scanner.segments_with_triggers`, in RE2) to find the rows it must scan.
 """
 
 from __future__ import annotations
