@@ -597,9 +597,9 @@ def _large(results: dict[str, Any]) -> list[str]:
         "DataRows in C (`data_plane/protocols/postgres/_rows.c`); other masked values and",
         "CSV COPY are masked row by row (docs/performance.md). The detectors leg (no target)",
         "goes through a third connection name with the README's example rule: `*.email` and",
-        "the `credit_card` and `us_ssn` detectors, which scan the other text cells; DataRows",
-        "whose scanned cells hold none of the detectors' triggers are taken in C, the others",
-        "and every COPY row row by row.",
+        "the `credit_card` and `us_ssn` detectors, which scan the other text cells; rows",
+        "whose scanned cells hold none of the detectors' triggers are masked in C, the others",
+        "row by row.",
     ]
     for form, title in (("copy", "COPY"), ("select", "SELECT through psql")):
         f = r[form]

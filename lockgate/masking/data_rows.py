@@ -62,6 +62,25 @@ class DataRowMasker:
             codes.append(code)
         return bytes(codes)
 
+    def copy_layout(self, actions: Sequence[ColumnAction | None]) -> bytes | None:
+        """One code per field of a text COPY's rows, or None: leave them to the row path.
+
+        The row path gives `mask_cell` each field as it came (escaped, as a text value), and
+        leaves `\\N` (NULL) alone: PASS, EMAIL (`copy_text`'s bulk masking), DETECT and MASKED
+        mean there what they mean for a text column.
+        """
+        codes = bytearray()
+        for action in actions:
+            if action is None:
+                codes.append(PASS)
+                continue
+            # The row path masks a field as text (oid 25); derived fields are not taken here.
+            code = self._code(action.how, 25) if action.how != "derived" else None
+            if code is None:
+                return None
+            codes.append(code)
+        return bytes(codes) if any(codes) else None
+
     def triggered_rows(self, text: bytes, rows: bytes) -> list[int]:
         """The offsets of the rows whose scanned cells hold a trigger, in order, from what
         `_rows.scanned_cells` gives (cells each followed by NUL; int64 pairs of a row's offset

@@ -556,3 +556,32 @@ def test_rows_with_detectors_on_are_masked_as_the_row_path_masks_them(
     assert got[1][1:] == ["****", "paid order 1"]
     # Every email, and the 800 notes with a card or an SSN.
     assert masked == 4800 and masked_cells(world, agent.name) == 4800
+
+
+def test_copy_rows_with_detectors_on_are_masked_as_the_row_path_masks_them(
+    world: World, detected_notes: str, pg_target: PostgresTarget
+):
+    agent = make_agent(world.cp, group="enf-agents", prefix="detect-copy")
+    wait_for_revision(world.cp, world.node)
+    copy = "COPY (SELECT id, email, note FROM notes ORDER BY id) TO STDOUT"
+
+    def lines(dsn: str) -> list[bytes]:
+        return subprocess.run(
+            ["psql", dsn, "-X", "-q", "-c", copy], capture_output=True, check=True, timeout=60
+        ).stdout.splitlines()
+
+    pw = pg_target.passwords["app"]
+    clear = lines(f"postgresql://app:{pw}@127.0.0.1:{pg_target.port}/appdb?sslmode=disable")
+    got = lines(world.node.dsn(agent.name, agent.token, detected_notes))
+    scanner = Scanner(DETECTORS)
+    assert len(got) == len(clear) == 4000
+    for line, original in zip(got, clear, strict=True):
+        id_, email, note = original.split(b"\t")
+        want = [id_, masks.mask_cell(email, oid=25, binary=False, how="column", scanner=scanner)]
+        if note == b"\\N":
+            want.append(note)
+        else:
+            want.append(masks.mask_cell(note, oid=25, binary=False, how="detect", scanner=scanner))
+        assert line.split(b"\t") == want, line
+    assert got[3].endswith(b"\tcard **** **** **** 4242") and got[9].endswith(b"\t\\N")
+    assert masked_cells(world, agent.name) == 4800

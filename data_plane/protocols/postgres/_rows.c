@@ -23,8 +23,8 @@
  *
  * `mask_data_rows` takes DataRows with any code (`lockgate.masking.data_rows` makes the layout;
  * NULL cells stay NULL, columns past the layout pass). `mask_copy_rows` takes text COPY rows
- * with PASS and EMAIL (the fields `lockgate.masking.copy_text` would mask in bulk), rows of one
- * line with exactly one field per code.
+ * with PASS, EMAIL, DETECT and MASKED, rows of one line with exactly one field per code; the row
+ * path gives a field as it came (escaped), and leaves `\N` (NULL) as it is.
  *
  * A run ends before the first message the row path must see: another type, an incomplete
  * message, a length the codec refuses, a row that is not as described (cells that do not fill
@@ -42,6 +42,10 @@
 #include "_buf.h"
 
 enum { PASS = 0, EMAIL = 1, STAR = 2, NULLED = 3, DETECT = 4, MASKED = 5, CODES };
+
+#define CODE(c) (1u << (c))
+#define DATA_ROW_CODES (CODE(CODES) - 1)
+#define COPY_ROW_CODES (CODE(PASS) | CODE(EMAIL) | CODE(DETECT) | CODE(MASKED))
 
 /* Whether a cell of this code is scanned for triggers before C may take its row. */
 static inline int scanned(unsigned char code) { return code == DETECT || code == MASKED; }
@@ -173,6 +177,11 @@ static int put_row(Buf *out, const unsigned char *b, Py_ssize_t body, Py_ssize_t
     return 0;
 }
 
+/* Whether the COPY field b[field:end] is `\N`, a NULL. */
+static inline int null_field(const unsigned char *b, Py_ssize_t field, Py_ssize_t end) {
+    return end - field == 2 && b[field] == '\\' && b[field + 1] == 'N';
+}
+
 /* Whether the text COPY row b[body:end] is one this function takes: one row ending with its
  * only newline, exactly as many tab-separated fields as the layout has codes, a plain email in
  * every EMAIL field (so nothing in it is escaped, and its mask needs no escaping). */
@@ -191,6 +200,8 @@ static int scan_copy_row(const unsigned char *b, Py_ssize_t body, Py_ssize_t end
             if (plain_email(b + field, q - field) == 0)
                 return 0;
             (*masked)++;
+        } else if (codes[i] == MASKED && !null_field(b, field, q)) {
+            (*masked)++;
         }
         i++;
         field = q + 1;
@@ -201,8 +212,8 @@ static int scan_copy_row(const unsigned char *b, Py_ssize_t body, Py_ssize_t end
 /* Appends the masked CopyData message for the row b[body:end] (one `scan_copy_row` took). */
 static int put_copy_row(Buf *out, const unsigned char *b, Py_ssize_t body, Py_ssize_t end,
                         const unsigned char *codes, Py_ssize_t ncodes) {
-    /* A masked email is at most three bytes longer ("***"). */
-    if (buf_reserve(out, 5 + (end - body) + 3 * ncodes) < 0)
+    /* A masked email is at most three bytes longer ("***"), "****" four. */
+    if (buf_reserve(out, 5 + (end - body) + 4 * ncodes) < 0)
         return -1;
     Py_ssize_t start = out->len;
     out->p[out->len++] = 'd';
@@ -214,6 +225,9 @@ static int put_copy_row(Buf *out, const unsigned char *b, Py_ssize_t body, Py_ss
         if (codes[i] == EMAIL) {
             put_masked_email(out, b + field, q - field);
             put(out, b + q, 1); /* its tab or newline */
+        } else if (codes[i] == MASKED && !null_field(b, field, q)) {
+            put(out, "****", 4);
+            put(out, b + q, 1);
         } else {
             put(out, b + field, q + 1 - field);
         }
@@ -229,9 +243,9 @@ typedef int (*ScanRow)(const unsigned char *, Py_ssize_t, Py_ssize_t, const unsi
 typedef int (*PutRow)(Buf *, const unsigned char *, Py_ssize_t, Py_ssize_t,
                       const unsigned char *, Py_ssize_t);
 
-/* The layout's codes (NULL and 0 for None); -1 with an exception when one is not below
- * `allowed` or the layout is not bytes. */
-static int get_codes(PyObject *layout, unsigned char allowed, const unsigned char **codes,
+/* The layout's codes (NULL and 0 for None); -1 with an exception when one is not in the
+ * `allowed` set (a mask of CODE bits) or the layout is not bytes. */
+static int get_codes(PyObject *layout, unsigned int allowed, const unsigned char **codes,
                      Py_ssize_t *ncodes) {
     *codes = NULL;
     *ncodes = 0;
@@ -244,7 +258,7 @@ static int get_codes(PyObject *layout, unsigned char allowed, const unsigned cha
     *codes = (const unsigned char *)PyBytes_AS_STRING(layout);
     *ncodes = PyBytes_GET_SIZE(layout);
     for (Py_ssize_t i = 0; i < *ncodes; i++) {
-        if ((*codes)[i] >= allowed) {
+        if ((*codes)[i] >= CODES || !(allowed & CODE((*codes)[i]))) {
             PyErr_Format(PyExc_ValueError, "cell code %d is not one of these rows'", (*codes)[i]);
             return -1;
         }
@@ -266,7 +280,7 @@ static inline Py_ssize_t run_message(const unsigned char *b, Py_ssize_t n, Py_ss
 
 /* The run of `kind` messages from buf[pos], up to `stop` at most: (end, masked bytes or None,
  * rows, cells), with codes below `allowed`; a layout of None passes every row. */
-static PyObject *mask_run(PyObject *args, unsigned char kind, unsigned char allowed, ScanRow scan,
+static PyObject *mask_run(PyObject *args, unsigned char kind, unsigned int allowed, ScanRow scan,
                           PutRow put_masked) {
     Py_buffer view;
     Py_ssize_t pos, max_length, stop = PY_SSIZE_T_MAX;
@@ -327,31 +341,62 @@ static PyObject *mask_run(PyObject *args, unsigned char kind, unsigned char allo
 }
 
 static PyObject *mask_data_rows(PyObject *module, PyObject *args) {
-    return mask_run(args, 'D', CODES, scan_row, put_row);
+    return mask_run(args, 'D', DATA_ROW_CODES, scan_row, put_row);
 }
 
 static PyObject *mask_copy_rows(PyObject *module, PyObject *args) {
-    return mask_run(args, 'd', EMAIL + 1, scan_copy_row, put_copy_row);
+    return mask_run(args, 'd', COPY_ROW_CODES, scan_copy_row, put_copy_row);
 }
 
-/* The cells of DETECT and MASKED columns in the run of DataRows from buf[pos] that
- * `mask_data_rows` would take: (end, text, rows). `text` holds those cells, each followed by a
- * NUL (which no trigger matches and no PostgreSQL text holds), row after row; `rows` is a
- * native int64 pair a row that has any: the row's offset in buf, its first cell's in `text`. */
+/* Appends the DETECT and MASKED cells of the DataRow b[body:end] (one `scan_row` took), each
+ * followed by a NUL. */
+static int add_scanned_cells(Buf *text, const unsigned char *b, Py_ssize_t body, Py_ssize_t end,
+                             const unsigned char *codes, Py_ssize_t ncodes) {
+    Py_ssize_t cells = ((Py_ssize_t)b[body] << 8) | b[body + 1];
+    Py_ssize_t q = body + 2;
+    for (Py_ssize_t i = 0; i < cells; i++) {
+        int32_t size = (int32_t)be32(b + q);
+        q += 4;
+        if (size < 0)
+            continue;
+        if (i < ncodes && scanned(codes[i]) &&
+            (buf_add(text, b + q, size) < 0 || buf_add(text, "", 1) < 0))
+            return -1;
+        q += size;
+    }
+    return 0;
+}
+
+/* The same for the fields of the COPY row b[body:end] (one `scan_copy_row` took). */
+static int add_scanned_fields(Buf *text, const unsigned char *b, Py_ssize_t body, Py_ssize_t end,
+                              const unsigned char *codes, Py_ssize_t ncodes) {
+    Py_ssize_t field = body, i = 0;
+    for (Py_ssize_t q = body; q < end; q++) {
+        if (b[q] != '\t' && b[q] != '\n')
+            continue;
+        if (scanned(codes[i]) &&
+            (buf_add(text, b + field, q - field) < 0 || buf_add(text, "", 1) < 0))
+            return -1;
+        i++;
+        field = q + 1;
+    }
+    return 0;
+}
+
+typedef int (*AddScanned)(Buf *, const unsigned char *, Py_ssize_t, Py_ssize_t,
+                          const unsigned char *, Py_ssize_t);
+
+/* The DETECT and MASKED cells of the run at buf[pos] (DataRows, or CopyData rows) that
+ * `mask_data_rows` or `mask_copy_rows` would take: (end, text, rows). `text` holds those cells,
+ * each followed by a NUL (which no trigger matches and no PostgreSQL text holds), row after row;
+ * `rows` is a native int64 pair a row that has any: the row's offset in buf, its first cell's
+ * in `text`. */
 static PyObject *scanned_cells(PyObject *module, PyObject *args) {
     Py_buffer view;
     Py_ssize_t pos, max_length;
     PyObject *layout;
     if (!PyArg_ParseTuple(args, "y*nOn", &view, &pos, &layout, &max_length))
         return NULL;
-    const unsigned char *codes;
-    Py_ssize_t ncodes;
-    if (get_codes(layout, CODES, &codes, &ncodes) < 0 || codes == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "scanned_cells needs a layout");
-        PyBuffer_Release(&view);
-        return NULL;
-    }
     const unsigned char *b = view.buf;
     Py_ssize_t n = view.len;
     if (pos < 0 || pos > n) {
@@ -359,27 +404,32 @@ static PyObject *scanned_cells(PyObject *module, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "pos is outside the buffer");
         return NULL;
     }
+    int copy = pos < n && b[pos] == 'd';
+    const unsigned char *codes;
+    Py_ssize_t ncodes;
+    if (get_codes(layout, copy ? COPY_ROW_CODES : DATA_ROW_CODES, &codes, &ncodes) < 0 ||
+        codes == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "scanned_cells needs a layout");
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    ScanRow scan = copy ? scan_copy_row : scan_row;
+    AddScanned add = copy ? add_scanned_fields : add_scanned_cells;
     Buf text = {0}, rows = {0};
     Py_ssize_t end;
-    while ((end = run_message(b, n, pos, 'D', max_length)) > 0) {
+    while ((end = run_message(b, n, pos, copy ? 'd' : 'D', max_length)) > 0) {
         Py_ssize_t masked;
-        if (!scan_row(b, pos + 5, end, codes, ncodes, &masked))
+        if (!scan(b, pos + 5, end, codes, ncodes, &masked))
             break;
         int64_t at[2] = {(int64_t)pos, (int64_t)text.len};
-        Py_ssize_t cells = ((Py_ssize_t)b[pos + 5] << 8) | b[pos + 6];
-        Py_ssize_t q = pos + 7;
-        for (Py_ssize_t i = 0; i < cells; i++) {
-            int32_t size = (int32_t)be32(b + q);
-            q += 4;
-            if (size < 0)
-                continue;
-            if (i < ncodes && scanned(codes[i]) &&
-                (buf_add(&text, b + q, size) < 0 || buf_add(&text, "", 1) < 0))
-                goto fail;
-            q += size;
+        if (add(&text, b, pos + 5, end, codes, ncodes) < 0 ||
+            (text.len > at[1] && buf_add(&rows, at, sizeof at) < 0)) {
+            PyMem_Free(text.p);
+            PyMem_Free(rows.p);
+            PyBuffer_Release(&view);
+            return NULL;
         }
-        if (text.len > at[1] && buf_add(&rows, at, sizeof at) < 0)
-            goto fail;
         pos = end;
     }
     PyBuffer_Release(&view);
@@ -388,11 +438,6 @@ static PyObject *scanned_cells(PyObject *module, PyObject *args) {
     PyMem_Free(text.p);
     PyMem_Free(rows.p);
     return result;
-fail:
-    PyMem_Free(text.p);
-    PyMem_Free(rows.p);
-    PyBuffer_Release(&view);
-    return NULL;
 }
 
 static PyMethodDef module_methods[] = {
@@ -403,11 +448,13 @@ static PyMethodDef module_methods[] = {
      "changed, else None."},
     {"scanned_cells", scanned_cells, METH_VARARGS,
      "scanned_cells(buf, pos, layout, max_length) -> (end, text, rows): the DETECT and MASKED "
-     "cells of the run mask_data_rows would take, NUL after each, and for each row with any, "
-     "its offset in buf and its first cell's in text (native int64 pairs)."},
+     "cells of the run mask_data_rows or mask_copy_rows would take (DataRows or CopyData, by "
+     "the message at pos), NUL after each, and for each row with any, its offset in buf and "
+     "its first cell's in text (native int64 pairs)."},
     {"mask_copy_rows", mask_copy_rows, METH_VARARGS,
      "mask_copy_rows(buf, pos, layout, max_length) -> (end, masked, rows, cells): the same for "
-     "the CopyData messages of a text COPY, with PASS and EMAIL codes, one a field."},
+     "the CopyData messages of a text COPY, with PASS, EMAIL, DETECT and MASKED codes, one a "
+     "field."},
     {NULL},
 };
 

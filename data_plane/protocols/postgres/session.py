@@ -248,6 +248,8 @@ class ServerStream:
             None,
             None,
         )
+        # The C masker's codes for `_copy`, found once per COPY: (actions, codes).
+        self._copy_c: tuple[tuple[ColumnAction | None, ...] | None, bytes | None] = (None, None)
         # The rows of a run whose scanned cells hold a trigger, found once for the run:
         # (the buffer, where the run ends in it, their offsets left to reach).
         self._triggered: tuple[bytes, int, deque[int]] = (b"", 0, deque())
@@ -350,12 +352,16 @@ class ServerStream:
             end, masked, rows, cells = mask_data_rows(buf, pos, layout, codec.MAX_MESSAGE, stop)
             self.rows += rows
         else:  # CopyData
+            stop = len(buf)
             if self._copy is not None:
-                copy_layout = self._copy_layout()
-                if copy_layout is None:
+                layout = self._copy_codes()
+                if layout is None:
                     return pos, copied
-                layout = copy_layout.codes
-            end, masked, _, cells = mask_copy_rows(buf, pos, layout, codec.MAX_MESSAGE)
+                if not SCANNED.isdisjoint(layout):
+                    stop = self._next_triggered(buf, pos, layout)
+                    if stop == pos:
+                        return pos, copied
+            end, masked, _, cells = mask_copy_rows(buf, pos, layout, codec.MAX_MESSAGE, stop)
         if masked is None:  # nothing changed: the rows pass as they are
             return end, copied
         self.masked_cells += cells
@@ -364,11 +370,22 @@ class ServerStream:
         out.append(masked)
         return end, end
 
+    def _copy_codes(self) -> bytes | None:
+        """The C masker's codes for the current COPY's fields (`DataRowMasker.copy_layout`),
+        found once per COPY."""
+        assert self._row_masker is not None
+        actions = self._copy
+        known, codes = self._copy_c
+        if known is not actions:
+            codes = None if actions is None else self._row_masker.copy_layout(actions)
+            self._copy_c = (actions, codes)
+        return codes
+
     def _next_triggered(self, buf: bytes, pos: int, layout: bytes) -> int:
-        """Where C must stop in the run of rows at `pos`: the first row whose scanned cells
-        hold a trigger, else the end of the run. The run's rows are looked through once, on
-        the first call; the row path takes each triggered row, and the calls after it go on
-        from the same list."""
+        """Where C must stop in the run of rows at `pos` (DataRows or COPY rows): the first
+        row whose scanned cells hold a trigger, else the end of the run. The run's rows are
+        looked through once, on the first call; the row path takes each triggered row, and
+        the calls after it go on from the same list."""
         assert scanned_cells is not None and self._row_masker is not None
         run, end, triggered = self._triggered
         if run is not buf or pos >= end:

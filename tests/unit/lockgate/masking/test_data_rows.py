@@ -87,6 +87,17 @@ def test_layouts() -> None:
     assert DataRowMasker(Scanner(["email", "phone"])).layout([column], [25]) == bytes([EMAIL])
 
 
+def test_copy_layouts() -> None:
+    column, detect = ColumnAction("column"), ColumnAction("detect")
+    assert DataRowMasker(None).copy_layout([None, column]) == bytes([PASS, EMAIL])
+    assert DataRowMasker(None).copy_layout([None, None]) is None  # nothing to mask
+    assert DataRowMasker(None).copy_layout([detect]) is None  # no detectors to scan with
+    phone = DataRowMasker(Scanner(["phone"]))
+    assert phone.copy_layout([detect, column, None]) == bytes([DETECT, MASKED, PASS])
+    for how in ("derived", "json", "binary"):
+        assert phone.copy_layout([ColumnAction(how)]) is None
+
+
 def scanned(cells_by_row: list[list[bytes]]) -> tuple[bytes, bytes, list[int]]:
     """What `_rows.scanned_cells` gives for rows of these scanned cells at offsets 100, 200..."""
     text, rows, offsets = b"", b"", []

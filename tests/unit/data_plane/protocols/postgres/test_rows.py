@@ -106,6 +106,22 @@ def test_scanned_cells_are_the_run_s_detect_and_masked_cells_with_their_rows() -
         scanned_cells(buf, 4, None, MAX)  # type: ignore[arg-type]
 
 
+def test_copy_fields_detect_and_masked_and_their_scanned_cells() -> None:
+    rows = [b"1\tjane\tnote\n", b"2\t\\N\t\\N\n", b"3\t\tcard 4242\n"]
+    run = b"".join(frame(r) for r in rows)
+    layout = bytes([PASS, MASKED, DETECT])
+    end, masked, count, cells = mask_copy_rows(run, 0, layout, MAX)
+    assert (end, count, cells) == (len(run), 3, 2)  # NULL stays NULL, uncounted
+    assert masked == frame(b"1\t****\tnote\n") + frame(rows[1]) + frame(b"3\t****\tcard 4242\n")
+    end, text, pairs = scanned_cells(run + b"c\x00\x00\x00\x04", 0, layout, MAX)
+    assert end == len(run)
+    assert text == b"jane\x00note\x00\\N\x00\\N\x00\x00card 4242\x00"
+    second = len(rows[0]) + 5
+    assert struct.unpack("=6q", pairs) == (0, 0, second, 10, second + len(rows[1]) + 5, 16)
+    stop = second
+    assert mask_copy_rows(run, 0, layout, MAX, stop)[:3] == (stop, frame(b"1\t****\tnote\n"), 1)
+
+
 def test_bad_arguments_are_errors() -> None:
     with pytest.raises(ValueError, match="cell code"):
         mask_rows(data_row([b"x"]), 0, b"\x09")
@@ -147,7 +163,7 @@ def test_arbitrary_bytes_never_crash_it_or_claim_what_it_did_not_frame(
     # Seeded with message headers so that runs of some length come up.
     for kind, masker, codes in (
         (b"D", mask_data_rows, layout),
-        (b"d", mask_copy_rows, None if layout is None else bytes(c % 2 for c in layout)),
+        (b"d", mask_copy_rows, None if layout is None else bytes(c & 5 for c in layout)),
     ):
         buf = data.replace(b"!", kind + b"\x00\x00\x00").replace(b"?", b"\t")
         start = min(pos, len(buf))

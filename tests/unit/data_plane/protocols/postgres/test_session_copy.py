@@ -266,3 +266,69 @@ def test_a_row_no_csv_reader_accepts_is_masked_whole_and_the_stream_goes_on(
     assert b"jane@" not in out and b"john@" not in out
     assert out.endswith(COPY_END)
     assert cells == 3 + 1  # the whole first row, the email of the second
+
+
+DETECTOR_SETS = [("credit_card", "us_ssn"), ("phone",), ("email",), tuple(ALL)]
+# Fields with and without a trigger, escaped as COPY writes them, NULLs among them.
+DETECT_FIELDS = st.one_of(
+    st.lists(
+        st.sampled_from(
+            [
+                "order",
+                "42",
+                "4242 4242 4242 4242",
+                "123-45-6789",
+                "a@b.com",
+                "Zk3Qp9Lm2Xv7Rt4Yw8Nb",
+                "\\\\",
+                "\\n",
+                "é",
+                " ",
+                "",
+            ]
+        ),
+        max_size=4,
+    ).map(lambda words: " ".join(words).encode()),
+    st.just(b"\\N"),
+    PLAIN_EMAILS.map(str.encode),
+)
+
+
+@FUZZ
+@given(
+    st.integers(1, 4),
+    st.sampled_from(DETECTOR_SETS),
+    st.data(),
+    st.lists(st.integers(0, 3000), max_size=6),
+)
+def test_copy_rows_with_detectors_on_are_masked_in_c_as_the_row_path_masks_them(
+    columns: int, detectors: tuple[str, ...], data: st.DataObject, cuts: list[int]
+) -> None:
+    masked = data.draw(st.sets(st.integers(0, columns - 1), max_size=columns))
+    rows = data.draw(
+        st.lists(st.lists(DETECT_FIELDS, min_size=columns, max_size=columns), max_size=30)
+    )
+    if data.draw(st.booleans()) and rows:  # a row of another width: the row path's
+        rows[0] = rows[0] + [b"x"]
+    body = b"".join(message(b"d", b"\t".join(fields) + b"\n") for fields in rows)
+    reply = copy_out_response(columns) + body + COPY_END
+    agreed(plan(columns, masked, detectors=detectors), Scanner(detectors), reply, cuts)
+
+
+def test_copy_rows_with_detectors_on_take_the_row_path_only_with_a_trigger(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    notes = [b"paid", b"card 4242 4242 4242 4242", b"\\N", b"ssn 123-45-6789", b"order 42"]
+    rows = [b"%d\tuser%d@example.com\t%s\n" % (i, i, notes[i % 5]) for i in range(500)]
+    data = copy_out_response(3) + b"".join(message(b"d", r) for r in rows) + COPY_END
+    statement = plan(3, [1], detectors=("credit_card", "us_ssn"))
+    scanner = Scanner(["credit_card", "us_ssn"])
+    s = stream(statement, scanner, path="c")
+    calls = count_row_path(monkeypatch)
+    out = feed(s, data, range(0, len(data), 4096))
+    assert len(calls) == 200  # the card and SSN rows
+    assert message(b"d", b"5\t****\tpaid\n") in out
+    assert message(b"d", b"6\t****\tcard **** **** **** 4242\n") in out
+    assert message(b"d", b"7\t****\t\\N\n") in out
+    monkeypatch.undo()
+    assert (out, s.masked_cells, s.rows) == outcome(agreed(statement, scanner, data))
