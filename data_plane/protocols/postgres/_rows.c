@@ -266,6 +266,15 @@ static int get_codes(PyObject *layout, unsigned int allowed, const unsigned char
     return 0;
 }
 
+/* 0 when `pos` lies in the buffer; else -1, with ValueError set and the buffer released. */
+static int check_pos(Py_buffer *view, Py_ssize_t pos) {
+    if (pos >= 0 && pos <= view->len)
+        return 0;
+    PyBuffer_Release(view);
+    PyErr_SetString(PyExc_ValueError, "pos is outside the buffer");
+    return -1;
+}
+
 /* The message at b[pos] as one of a run of `kind`: its end, or 0 where the run stops (another
  * type, an incomplete message, a length the codec refuses). */
 static inline Py_ssize_t run_message(const unsigned char *b, Py_ssize_t n, Py_ssize_t pos,
@@ -279,7 +288,7 @@ static inline Py_ssize_t run_message(const unsigned char *b, Py_ssize_t n, Py_ss
 }
 
 /* The run of `kind` messages from buf[pos], up to `stop` at most: (end, masked bytes or None,
- * rows, cells), with codes below `allowed`; a layout of None passes every row. */
+ * rows, cells), with codes of the `allowed` set; a layout of None passes every row. */
 static PyObject *mask_run(PyObject *args, unsigned char kind, unsigned int allowed, ScanRow scan,
                           PutRow put_masked) {
     Py_buffer view;
@@ -293,13 +302,10 @@ static PyObject *mask_run(PyObject *args, unsigned char kind, unsigned int allow
         PyBuffer_Release(&view);
         return NULL;
     }
+    if (check_pos(&view, pos) < 0)
+        return NULL;
     const unsigned char *b = view.buf;
     Py_ssize_t n = view.len;
-    if (pos < 0 || pos > n) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "pos is outside the buffer");
-        return NULL;
-    }
     Buf out = {0};
     Py_ssize_t copied = pos, rows = 0, masked = 0;
     int any = 0;
@@ -397,13 +403,10 @@ static PyObject *scanned_cells(PyObject *module, PyObject *args) {
     PyObject *layout;
     if (!PyArg_ParseTuple(args, "y*nOn", &view, &pos, &layout, &max_length))
         return NULL;
+    if (check_pos(&view, pos) < 0)
+        return NULL;
     const unsigned char *b = view.buf;
     Py_ssize_t n = view.len;
-    if (pos < 0 || pos > n) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "pos is outside the buffer");
-        return NULL;
-    }
     int copy = pos < n && b[pos] == 'd';
     const unsigned char *codes;
     Py_ssize_t ncodes;
