@@ -52,6 +52,28 @@ NEAR_MISSES = st.sampled_from(
 NOISE = st.text(st.sampled_from(list('ab@.-_\\N ,"\t\n\r\x1c\xa0é€😀')), max_size=8)
 TEXT_FIELDS = st.one_of(PLAIN_EMAILS, NEAR_MISSES, NOISE).map(str.encode)
 FIELDS = st.one_of(TEXT_FIELDS, st.binary(max_size=6))
+# Words and numbers, with and without a detector's trigger (a card, an SSN, an email, a long
+# token), and COPY's escapes of a backslash and a newline.
+DETECTOR_WORDS = st.lists(
+    st.sampled_from(
+        [
+            "order",
+            "shipped",
+            "42",
+            "2024-03-01",
+            "4242 4242 4242 4242",
+            "123-45-6789",
+            "a@b.com",
+            "Zk3Qp9Lm2Xv7Rt4Yw8Nb",
+            "\\\\",
+            "\\n",
+            "é",
+            " ",
+            "",
+        ]
+    ),
+    max_size=4,
+).map(lambda words: " ".join(words).encode())
 
 
 def frame(payload: bytes) -> bytes:

@@ -55,7 +55,11 @@ class Session:
         self.slow: list[bytes] = []
         self.prepared: dict[str, str] = {}
         self.payloads = StatementPayloads()
-        self.fast = FastPath(
+        self.fast = self.fast_path()
+
+    def fast_path(self, bulk: object = None) -> FastPath:
+        """A FastPath on this session's transports, trail and Python path."""
+        return FastPath(
             client=self.client,
             upstream=self.upstream,
             audit=self.audit,
@@ -63,6 +67,7 @@ class Session:
             slow=self.slow.append,
             prepared=self.prepared,
             session_id=SESSION.encode(),
+            bulk=bulk,  # type: ignore[arg-type]
         )
 
     def learn(self, sql: str, decision: StatementDecision, by_shape: bool = False) -> bool:
@@ -332,24 +337,11 @@ class Reads:
         self.calls.append("reset")
 
 
-def with_reads(s: Session, reads: Reads) -> FastPath:
-    return FastPath(
-        client=s.client,
-        upstream=s.upstream,
-        audit=s.audit,
-        outbox=s.trail.outbox(),
-        slow=s.slow.append,
-        prepared=s.prepared,
-        session_id=SESSION.encode(),
-        bulk=reads,
-    )
-
-
 def test_reads_past_the_bulk_threshold_are_reported_and_client_bytes_reset_it(
     s: Session,
 ) -> None:
     reads = Reads()
-    fast = with_reads(s, reads)
+    fast = s.fast_path(reads)
     for _ in range(4):
         fast.upstream_data(b"x" * 30)  # 30, 60, 90, 120 bytes since the client sent
     assert reads.calls == [30]
@@ -365,7 +357,7 @@ def test_reads_past_the_bulk_threshold_are_reported_and_client_bytes_reset_it(
 
 def test_a_reply_that_slowed_down_is_counted_again_from_zero(s: Session) -> None:
     reads = Reads(keep=False)
-    fast = with_reads(s, reads)
+    fast = s.fast_path(reads)
     fast.upstream_data(b"x" * 150)
     fast.upstream_data(b"x" * 60)  # 60 since the count restarted
     fast.upstream_data(b"x" * 40)
@@ -382,4 +374,4 @@ def test_a_negative_bulk_threshold_is_refused(s: Session) -> None:
     reads = Reads()
     reads.after = -1
     with pytest.raises(ValueError):
-        with_reads(s, reads)
+        s.fast_path(reads)

@@ -19,7 +19,7 @@ from lockgate.masking.data_rows import DataRowMasker
 from lockgate.masking.detectors import ALL, Scanner
 from lockgate.masking.plan import ColumnAction, RulesInForce, StatementPlan
 from lockgate.sql.lineage import Lineage, OutputColumn
-from tests.unit.lockgate.masking.test_copy_text import PLAIN_EMAILS, runs
+from tests.unit.lockgate.masking.test_copy_text import DETECTOR_WORDS, PLAIN_EMAILS, runs
 
 FUZZ = settings(max_examples=300, deadline=None)
 SCANNERS: list[Scanner | None] = [None, Scanner(["email"]), Scanner(["phone"]), Scanner(ALL)]
@@ -271,24 +271,7 @@ def test_a_row_no_csv_reader_accepts_is_masked_whole_and_the_stream_goes_on(
 DETECTOR_SETS = [("credit_card", "us_ssn"), ("phone",), ("email",), tuple(ALL)]
 # Fields with and without a trigger, escaped as COPY writes them, NULLs among them.
 DETECT_FIELDS = st.one_of(
-    st.lists(
-        st.sampled_from(
-            [
-                "order",
-                "42",
-                "4242 4242 4242 4242",
-                "123-45-6789",
-                "a@b.com",
-                "Zk3Qp9Lm2Xv7Rt4Yw8Nb",
-                "\\\\",
-                "\\n",
-                "é",
-                " ",
-                "",
-            ]
-        ),
-        max_size=4,
-    ).map(lambda words: " ".join(words).encode()),
+    DETECTOR_WORDS,
     st.just(b"\\N"),
     PLAIN_EMAILS.map(str.encode),
 )

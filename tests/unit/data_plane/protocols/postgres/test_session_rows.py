@@ -20,7 +20,12 @@ from lockgate.masking.data_rows import DataRowMasker
 from lockgate.masking.detectors import ALL, Scanner
 from lockgate.masking.plan import ColumnAction
 from tests.unit.data_plane.protocols.postgres.test_session_copy import message
-from tests.unit.lockgate.masking.test_copy_text import NEAR_MISSES, NOISE, PLAIN_EMAILS
+from tests.unit.lockgate.masking.test_copy_text import (
+    DETECTOR_WORDS,
+    NEAR_MISSES,
+    NOISE,
+    PLAIN_EMAILS,
+)
 
 FUZZ = settings(max_examples=400, deadline=None)
 SCANNERS: list[Scanner | None] = [
@@ -77,23 +82,7 @@ CELLS = st.one_of(
     PLAIN_EMAILS.map(str.encode),
     NEAR_MISSES.map(str.encode),
     NOISE.map(str.encode),
-    # Words and numbers, with and without a detector's trigger (a card, an SSN, a long token).
-    st.lists(
-        st.sampled_from(
-            [
-                "order",
-                "shipped",
-                "42",
-                "2024-03-01",
-                "4242 4242 4242 4242",
-                "123-45-6789",
-                "Zk3Qp9Lm2Xv7Rt4Yw8Nb",
-                "é",
-                " ",
-            ]
-        ),
-        max_size=4,
-    ).map(lambda words: " ".join(words).encode()),
+    DETECTOR_WORDS,
     st.binary(max_size=8),
     st.none(),
 )
