@@ -52,8 +52,7 @@ class PgBouncer:
         self.process: Process | None = None
 
     def dsn(self, sslmode: str = "disable") -> str:
-        pw = self.target.passwords["app"]
-        return f"postgresql://app:{pw}@127.0.0.1:{self.port}/appdb?sslmode={sslmode}"
+        return self.target.dsn(sslmode, port=self.port)
 
     def start(self) -> PgBouncer:
         secret = self.target.psql_admin(

@@ -31,8 +31,7 @@ class Stack:
     pgbouncer: PgBouncer | None = None
 
     def direct_dsn(self, sslmode: str = "disable") -> str:
-        pw = self.target.passwords["app"]
-        return f"postgresql://app:{pw}@127.0.0.1:{self.target.port}/appdb?sslmode={sslmode}"
+        return self.target.dsn(sslmode)
 
     def node_dsn(self, sslmode: str = "disable", connection: str = CONNECTION) -> str:
         return self.node.dsn(self.identity, self.token, connection, sslmode)

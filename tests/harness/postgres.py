@@ -117,6 +117,12 @@ class PostgresTarget:
         )
         return self
 
+    def dsn(self, sslmode: str = "disable", port: int | None = None) -> str:
+        """`app`'s password DSN for `appdb`, straight to the target (or to `port`, a proxy
+        that passes `app`'s credentials on, such as PgBouncer)."""
+        pw = self.passwords["app"]
+        return f"postgresql://app:{pw}@127.0.0.1:{port or self.port}/appdb?sslmode={sslmode}"
+
     def _ready(self) -> bool:
         result = subprocess.run(
             [pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True

@@ -388,6 +388,25 @@ def test_denied_statement_leaves_the_session_usable_and_is_audited(world: World)
 CONTACT_VALUES = ["plain{}@example.com", "  padded{}@example.org ", "no email {}", None]
 
 
+def masked_connection(
+    world: World, pg_target: PostgresTarget, name: str, rule: dict[str, object]
+) -> None:
+    """Connection `name` to the target's appdb, open to the enf-agents group and bound by the
+    masking rule `rule`; in force on the node when this returns."""
+    add_connection(world.cp, pg_target, name)
+    world.cp.ok(
+        "POST",
+        "/policies",
+        json={
+            "name": f"enf-agents-{name}",
+            "cedar": 'permit(principal in Group::"enf-agents", action, '
+            f'resource == Connection::"{name}");',
+        },
+    )
+    world.cp.ok("POST", "/masking-rules", json={**rule, "connections": [name]})
+    wait_for_revision(world.cp, world.node)
+
+
 @pytest.fixture(scope="module")
 def contacts(world: World, pg_target: PostgresTarget) -> str:
     """Connection `masked-emails` (`*.email` masked, no detectors: rows are masked in runs in
@@ -400,22 +419,7 @@ def contacts(world: World, pg_target: PostgresTarget) -> str:
         "ALTER TABLE contacts OWNER TO app;",
         database="appdb",
     )
-    add_connection(world.cp, pg_target, "masked-emails")
-    world.cp.ok(
-        "POST",
-        "/policies",
-        json={
-            "name": "enf-agents-masked-emails",
-            "cedar": 'permit(principal in Group::"enf-agents", action, '
-            'resource == Connection::"masked-emails");',
-        },
-    )
-    world.cp.ok(
-        "POST",
-        "/masking-rules",
-        json={"name": "emails", "connections": ["masked-emails"], "columns": ["*.email"]},
-    )
-    wait_for_revision(world.cp, world.node)
+    masked_connection(world, pg_target, "masked-emails", {"name": "emails", "columns": ["*.email"]})
     return "masked-emails"
 
 
@@ -494,27 +498,12 @@ def detected_notes(world: World, pg_target: PostgresTarget) -> str:
         "ALTER TABLE notes OWNER TO app;",
         database="appdb",
     )
-    add_connection(world.cp, pg_target, "detected-notes")
-    world.cp.ok(
-        "POST",
-        "/policies",
-        json={
-            "name": "enf-agents-detected-notes",
-            "cedar": 'permit(principal in Group::"enf-agents", action, '
-            'resource == Connection::"detected-notes");',
-        },
+    masked_connection(
+        world,
+        pg_target,
+        "detected-notes",
+        {"name": "notes", "columns": ["*.email"], "detectors": DETECTORS},
     )
-    world.cp.ok(
-        "POST",
-        "/masking-rules",
-        json={
-            "name": "notes",
-            "connections": ["detected-notes"],
-            "columns": ["*.email"],
-            "detectors": DETECTORS,
-        },
-    )
-    wait_for_revision(world.cp, world.node)
     return "detected-notes"
 
 
@@ -535,8 +524,7 @@ def test_rows_with_detectors_on_are_masked_as_the_row_path_masks_them(
         ).stdout
         return [line.split("\t") for line in out.splitlines()]
 
-    pw = pg_target.passwords["app"]
-    clear = rows(f"postgresql://app:{pw}@127.0.0.1:{pg_target.port}/appdb?sslmode=disable")
+    clear = rows(pg_target.dsn())
     got = rows(world.node.dsn(agent.name, agent.token, detected_notes))
     scanner = Scanner(DETECTORS)
     assert len(got) == len(clear) == 4000
@@ -570,8 +558,7 @@ def test_copy_rows_with_detectors_on_are_masked_as_the_row_path_masks_them(
             ["psql", dsn, "-X", "-q", "-c", copy], capture_output=True, check=True, timeout=60
         ).stdout.splitlines()
 
-    pw = pg_target.passwords["app"]
-    clear = lines(f"postgresql://app:{pw}@127.0.0.1:{pg_target.port}/appdb?sslmode=disable")
+    clear = lines(pg_target.dsn())
     got = lines(world.node.dsn(agent.name, agent.token, detected_notes))
     scanner = Scanner(DETECTORS)
     assert len(got) == len(clear) == 4000
