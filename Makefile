@@ -14,7 +14,7 @@ system-deps: ## install the OS packages the tests need (idempotent; apt on Debia
 
 $(STAMP): pyproject.toml data_plane/protocols/postgres/_fastpath.c \
 		data_plane/protocols/postgres/_rows.c lockgate/_auditwire.c \
-		data_plane/audit/_spoolio.c lockgate/_buf.h
+		data_plane/audit/_spoolio.c data_plane/_busypoll.c lockgate/_buf.h
 	@scripts/build-deps.sh
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -57,4 +57,4 @@ clean: ## remove the virtual environment and local state
 	rm -rf $(VENV) .lockgate .pytest_cache .mypy_cache .ruff_cache build
 	rm -f data_plane/protocols/postgres/_fastpath.*.so \
 		data_plane/protocols/postgres/_rows.*.so lockgate/_auditwire.*.so \
-		data_plane/audit/_spoolio.*.so
+		data_plane/audit/_spoolio.*.so data_plane/_busypoll.*.so

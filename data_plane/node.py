@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from data_plane.audit.trail import AuditTrail
+from data_plane.busy_poll import BusyPoll
 from data_plane.control import ControlPlaneClient
 from data_plane.server import LiveSession, NoBundle, ProtocolServer
 from lockgate import runtime
@@ -47,6 +48,8 @@ class Node:
         self._have_bundle = asyncio.Event()
         self._sessions: set[LiveSession] = set()
         self.servers: list[ProtocolServer] = []
+        self.busy_poll: BusyPoll | None = None  # made in `run`, on the node's loop
+        self._busy_turns = 0
         self.registry = CollectorRegistry()
         self.m_sessions = Gauge("lockgate_node_sessions", "live sessions", registry=self.registry)
         self.m_revision = Gauge(
@@ -66,6 +69,11 @@ class Node:
             "lockgate_node_bulk_reads",
             "times a target socket streaming a long reply was switched to reads of a MiB at a "
             "time (data_plane/bulk.py; counted at session end)",
+            registry=self.registry,
+        )
+        self.m_busy_turns = Counter(
+            "lockgate_node_busy_poll_turns",
+            "event-loop turns spent polling after forwarding (data_plane/busy_poll.py)",
             registry=self.registry,
         )
         self.m_terminated = Counter(
@@ -155,6 +163,10 @@ class Node:
 
         async def metrics(_: Request) -> Response:
             self.m_spool.set(len(self.audit.spool))
+            if self.busy_poll is not None:
+                turns = self.busy_poll.turns
+                self.m_busy_turns.inc(turns - self._busy_turns)
+                self._busy_turns = turns
             return Response(generate_latest(self.registry), media_type="text/plain; version=0.0.4")
 
         return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics)])
@@ -165,6 +177,8 @@ class Node:
         from data_plane.protocols.postgres.adapter import PostgresServer
 
         s = self.settings
+        if s.busy_poll_us:
+            self.busy_poll = BusyPoll(asyncio.get_running_loop().call_soon, s.busy_poll_us / 1e6)
         health_socket = bind(s.bind, s.node_http_port, what="node health")
         self.servers = [PostgresServer(self, s)]
         for server in self.servers:

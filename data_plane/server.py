@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from data_plane.audit.trail import AuditTrail
+from data_plane.busy_poll import BusyPoll
 from lockgate.bundle import BundleView
 from protos.lockgate.v1 import node_pb2 as pb
 
@@ -30,6 +31,8 @@ class LiveSession(Protocol):
 class NodeContext(Protocol):
     name: str
     audit: AuditTrail
+    # What relays arm after forwarding something, when the node's loop polls for a moment.
+    busy_poll: BusyPoll | None
 
     async def bundle(self) -> BundleView:
         """The current bundle, waiting briefly for the first one after start-up."""

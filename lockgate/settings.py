@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     # Once a target has sent 1 MiB of an unmasked reply since the client last sent, its socket
     # is read up to a MiB at a time rather than as each piece arrives (data_plane/bulk.py).
     bulk_reads: bool = True
+    # Microseconds the node's event loop keeps polling its sockets after forwarding something,
+    # instead of sleeping until the answer or the next statement wakes it
+    # (data_plane/busy_poll.py); 0 turns it off.
+    busy_poll_us: int = Field(default=50, ge=0, le=10_000)
 
     @field_validator("node_labels", mode="before")
     @classmethod

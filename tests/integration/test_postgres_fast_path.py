@@ -1,12 +1,14 @@
 """Statements a session has decided before take the fast path (C): through a real node with psql
 and psycopg, they are audited as the first one was, in order, and a policy change still reaches
 them; with the fast path off, the same statements take the Python path. Long replies are read
-in bulk (data_plane/bulk.py) and arrive whole."""
+in bulk (data_plane/bulk.py) and arrive whole. The node's loop polls after forwarding on both
+paths (data_plane/busy_poll.py), and not at all when that is off."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 import subprocess
 from collections.abc import Iterator
 
@@ -32,6 +34,10 @@ def fast_path_count(node: Node) -> float:
 
 def bulk_reads(node: Node) -> float:
     return metric(node, "lockgate_node_bulk_reads_total")
+
+
+def busy_turns(node: Node) -> float:
+    return metric(node, "lockgate_node_busy_poll_turns_total")
 
 
 def session_events(cp: ControlPlane, identity: str, count: int) -> list[dict]:
@@ -141,7 +147,8 @@ def test_a_new_policy_reaches_statements_the_fast_path_learned(
 
 @pytest.fixture
 def slow_node(control_plane: ControlPlane, appdb: str) -> Iterator[Node]:
-    n = Node(control_plane, "it-node-python-path", extra_env={"LOCKGATE_PG_FAST_PATH": "0"})
+    name = f"it-node-python-path-{secrets.token_hex(3)}"  # node names are unique
+    n = Node(control_plane, name, extra_env={"LOCKGATE_PG_FAST_PATH": "0"})
     n.start()
     yield n
     n.cleanup()
@@ -189,5 +196,40 @@ def test_with_bulk_reads_off_a_long_reply_is_read_as_it_comes(
         assert psql(plain, agent, LONG_REPLY).splitlines() == long_reply_rows()
         session_events(control_plane, agent.name, 1)
         assert bulk_reads(plain) == 0
+    finally:
+        plain.cleanup()
+
+
+def polls_after_forwarding(node: Node, agent: Agent, control_plane: ControlPlane) -> None:
+    wait_for_revision(control_plane, node)
+    before = busy_turns(node)
+    out = psql(node, agent, "".join(f"SELECT {i} AS n;\n" for i in range(20)))
+    assert out.split() == [str(i) for i in range(20)]
+    assert busy_turns(node) > before
+
+
+def test_the_loop_polls_after_the_fast_path_forwards(
+    node: Node, fresh_agent: Agent, control_plane: ControlPlane
+):
+    polls_after_forwarding(node, fresh_agent, control_plane)
+
+
+def test_the_loop_polls_after_the_python_path_forwards(
+    slow_node: Node, fresh_agent: Agent, control_plane: ControlPlane
+):
+    polls_after_forwarding(slow_node, fresh_agent, control_plane)
+
+
+def test_with_busy_polling_off_the_loop_sleeps_between_reads(
+    control_plane: ControlPlane, appdb: str
+):
+    plain = Node(control_plane, "it-node-no-poll", extra_env={"LOCKGATE_BUSY_POLL_US": "0"})
+    plain.start()
+    try:
+        agent = make_agent(control_plane)
+        wait_for_revision(control_plane, plain)
+        out = psql(plain, agent, "".join(f"SELECT {i} AS n;\n" for i in range(20)))
+        assert out.split() == [str(i) for i in range(20)]
+        assert busy_turns(plain) == 0
     finally:
         plain.cleanup()

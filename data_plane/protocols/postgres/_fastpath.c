@@ -211,6 +211,7 @@ typedef struct {
     PyObject *by_shape;       /* shape key bytes -> payload tail */
     PyObject *session_id;     /* bytes */
     PyObject *bulk;           /* data_plane.bulk.BulkReads of the target's socket, or NULL */
+    PyObject *arm;            /* the node's BusyPoll.arm (data_plane/busy_poll.py), or NULL */
     long long bulk_after;     /* its `after`: a streak from then on is reported to it */
     long long streak;         /* target bytes since the client last sent */
     double fresh_until;       /* cached decisions hold until then (seconds since the epoch) */
@@ -476,6 +477,15 @@ static int ready(FastPath *self) {
     return 0;
 }
 
+/* Keeps the loop polling for what comes next (an answer, the next statement); 0 or -1. */
+static int arm(FastPath *self) {
+    if (self->arm == NULL)
+        return 0;
+    PyObject *r = PyObject_CallNoArgs(self->arm);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
 static PyObject *FastPath_client_data(FastPath *self, PyObject *data) {
     if (!ready(self))
         return NULL;
@@ -483,6 +493,8 @@ static PyObject *FastPath_client_data(FastPath *self, PyObject *data) {
         PyErr_SetString(PyExc_TypeError, "client_data takes bytes");
         return NULL;
     }
+    if (arm(self) < 0)
+        return NULL;
     if (self->bulk != NULL && self->streak >= self->bulk_after) {
         PyObject *r = PyObject_CallMethodNoArgs(self->bulk, reset_name);
         if (r == NULL)
@@ -509,6 +521,8 @@ static PyObject *FastPath_upstream_data(FastPath *self, PyObject *data) {
     }
     Py_ssize_t n = PyBytes_GET_SIZE(data);
     self->bytes_out += n;
+    if (arm(self) < 0)
+        return NULL;
     PyObject *written = PyObject_CallMethodOneArg(self->client, write_name, data);
     if (written == NULL || self->bulk == NULL)
         return written;
@@ -584,13 +598,13 @@ static PyObject *FastPath_forget(FastPath *self, PyObject *Py_UNUSED(ignored)) {
 
 static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"client", "upstream", "audit", "outbox", "slow",
-                             "prepared", "session_id", "bulk", NULL};
+                             "prepared", "session_id", "bulk", "busy", NULL};
     PyObject *client, *upstream, *audit, *slow, *prepared, *session_id;
-    PyObject *unwritten, *after_write, *schedule, *bulk = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO(O!O!O)OO!S|$O", kwlist, &client, &upstream,
+    PyObject *unwritten, *after_write, *schedule, *bulk = Py_None, *busy = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO(O!O!O)OO!S|$OO", kwlist, &client, &upstream,
                                      &audit, &PyList_Type, &unwritten, &PyList_Type, &after_write,
                                      &schedule, &slow, &PyDict_Type, &prepared, &session_id,
-                                     &bulk))
+                                     &bulk, &busy))
         return -1;
     long long bulk_after = 0;
     if (bulk != Py_None) {
@@ -603,10 +617,14 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
             return -1;
         }
     }
+    PyObject *arm_method = NULL;
+    if (busy != Py_None && (arm_method = PyObject_GetAttrString(busy, "arm")) == NULL)
+        return -1;
     PyObject *by_text = PyDict_New(), *by_shape = PyDict_New();
     if (by_text == NULL || by_shape == NULL) {
         Py_XDECREF(by_text);
         Py_XDECREF(by_shape);
+        Py_XDECREF(arm_method);
         return -1;
     }
 #define SET(field, value) do { PyObject *old = (PyObject *)self->field; Py_INCREF(value); self->field = value; Py_XDECREF(old); } while (0)
@@ -626,6 +644,7 @@ static int FastPath_init(FastPath *self, PyObject *args, PyObject *kwds) {
     } else {
         Py_CLEAR(self->bulk);
     }
+    Py_XSETREF(self->arm, arm_method);
     self->bulk_after = bulk_after;
     self->streak = 0;
     Py_XSETREF(self->by_text, by_text);
@@ -648,6 +667,7 @@ static int FastPath_traverse(FastPath *self, visitproc visit, void *arg) {
     Py_VISIT(self->by_shape);
     Py_VISIT(self->session_id);
     Py_VISIT(self->bulk);
+    Py_VISIT(self->arm);
     return 0;
 }
 
@@ -664,6 +684,7 @@ static int FastPath_clear(FastPath *self) {
     Py_CLEAR(self->by_shape);
     Py_CLEAR(self->session_id);
     Py_CLEAR(self->bulk);
+    Py_CLEAR(self->arm);
     return 0;
 }
 

@@ -3,7 +3,9 @@
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from data_plane._busypoll import BusyPoll
 from data_plane.bulk import BulkReads
+from data_plane.busy_poll import PyBusyPoll
 
 class _Transport(Protocol):
     def write(self, data: bytes) -> None: ...
@@ -29,6 +31,7 @@ class FastPath:
         prepared: dict[str, str],
         session_id: bytes,
         bulk: BulkReads | None = None,
+        busy: BusyPoll | PyBusyPoll | None = None,
     ) -> None: ...
     def client_data(self, data: bytes) -> None: ...
     def upstream_data(self, data: bytes) -> None: ...

@@ -490,6 +490,7 @@ class ClientConnection:
                 prepared=self._stream.prepared,
                 session_id=self.session_id.encode(),
                 bulk=self.bulk,
+                busy=self.node.busy_poll,
             )
             on_client, on_upstream = self.fast.client_data, self.fast.upstream_data
         client.set_protocol(_RelaySide(on_client, self._lost, peer=upstream))
@@ -512,6 +513,8 @@ class ClientConnection:
 
     def _from_client(self, data: bytes) -> None:
         self.bytes_in += len(data)
+        if self.fast is None and self.node.busy_poll is not None:
+            self.node.busy_poll.arm()  # (the fast path arms before it hands bytes here)
         try:
             self._queue.extend(self._stream.feed(data))
         except codec.ProtocolError as exc:
@@ -587,6 +590,8 @@ class ClientConnection:
 
     def _from_upstream(self, data: bytes) -> None:
         self.bytes_out += len(data)
+        if self.node.busy_poll is not None:
+            self.node.busy_poll.arm()
         servers = self.server_stream
         if servers is not None:
             data = servers.feed(data)

@@ -57,7 +57,7 @@ class Session:
         self.payloads = StatementPayloads()
         self.fast = self.fast_path()
 
-    def fast_path(self, bulk: object = None) -> FastPath:
+    def fast_path(self, bulk: object = None, busy: object = None) -> FastPath:
         """A FastPath on this session's transports, trail and Python path."""
         return FastPath(
             client=self.client,
@@ -68,6 +68,7 @@ class Session:
             prepared=self.prepared,
             session_id=SESSION.encode(),
             bulk=bulk,  # type: ignore[arg-type]
+            busy=busy,  # type: ignore[arg-type]
         )
 
     def learn(self, sql: str, decision: StatementDecision, by_shape: bool = False) -> bool:
@@ -375,3 +376,43 @@ def test_a_negative_bulk_threshold_is_refused(s: Session) -> None:
     reads.after = -1
     with pytest.raises(ValueError):
         s.fast_path(reads)
+
+
+class Arms:
+    """Counts what the fast path tells the node's `data_plane.busy_poll.BusyPoll`."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.count = 0
+        self.fail = fail
+
+    def arm(self) -> None:
+        self.count += 1
+        if self.fail:
+            raise OSError("the loop is closed")
+
+
+def test_every_chunk_either_way_arms_the_busy_poll(s: Session) -> None:
+    arms = Arms()
+    fast = s.fast_path(busy=arms)
+    s.fast = fast
+    assert s.learn("SELECT 1", READ)
+    fast.client_data(message(b"Q", b"SELECT 1\x00"))  # taken by the fast path
+    assert arms.count == 1 and not s.slow
+    fast.client_data(message(b"Q", b"SELECT 2\x00"))  # handed to the Python path
+    assert arms.count == 2 and s.slow
+    fast.upstream_data(b"x" * 10)
+    assert arms.count == 3 and s.client.written == [b"x" * 10]
+
+
+def test_a_busy_poll_that_fails_fails_the_call_before_anything_moves(s: Session) -> None:
+    fast = s.fast_path(busy=Arms(fail=True))
+    with pytest.raises(OSError):
+        fast.upstream_data(b"x" * 10)
+    with pytest.raises(OSError):
+        fast.client_data(message(b"Q", b"SELECT 1\x00"))
+    assert s.client.written == [] and s.slow == []
+
+
+def test_a_busy_poll_without_arm_is_refused(s: Session) -> None:
+    with pytest.raises(AttributeError):
+        s.fast_path(busy=object())
