@@ -470,7 +470,9 @@ def render(results: dict[str, Any]) -> str:
         "control plane and node on loopback and stops them after. The node runs with audit on",
         "(every statement is spooled and shipped to the control plane) and every statement",
         "classified and authorized by Cedar (`connect` and `read` permitted); masking only where",
-        "a leg says so; no TLS on any leg. PgBouncer is Debian's, in session mode, SCRAM from",
+        "a leg says so; no TLS on any leg; otherwise the node's defaults (the PostgreSQL fast",
+        "path, bulk reads, the loop polling 50 µs after forwarding: README). PgBouncer is",
+        "Debian's, in session mode, SCRAM from",
         "the client and to the server, with default settings except `default_pool_size = "
         f"{pgbouncer.POOL_SIZE}`",
         "(the default 20 would leave 12 of 32 session-mode clients waiting the whole run).",
