@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import json
 import math
@@ -547,6 +548,19 @@ _DIRTY_CELLS = (
     "md5" + "0123456789abcdef" * 2,
     "call 555-867-5309 now",
 )
+
+
+def scanner_for(names: Iterable[str]) -> Scanner:
+    """The Scanner of this set of detectors, built once per set and shared: a Scanner never
+    changes after it is built, and building one (its expressions compiled) took 0.7-1.5 ms for
+    `credit_card` and `us_ssn` and 4-10 ms for all of them, which every connection whose rules
+    carry detectors would pay at start-up."""
+    return _scanner_of(frozenset(names))
+
+
+@functools.lru_cache(maxsize=64)
+def _scanner_of(names: frozenset[str]) -> Scanner:
+    return Scanner(names)
 
 
 def bench(n: int) -> dict[str, float]:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Collection
 from typing import Any
 
-from lockgate.masking.detectors import ALL, Scanner
+from lockgate.masking.detectors import ALL, Scanner, scanner_for
 
 MASK = "****"
 HOWS = ("column", "derived", "json", "detect")
@@ -35,7 +35,7 @@ _MAX_PASSES = 4
 
 @functools.cache
 def _all_detectors() -> Scanner:
-    return Scanner(ALL)
+    return scanner_for(ALL)
 
 
 def _keep_last_digits(value: str, keep: int) -> str:

@@ -50,7 +50,7 @@ from lockgate.enforcement import Enforcer, StatementDecision
 from lockgate.masking import masks
 from lockgate.masking.copy_text import CopyTextMasker
 from lockgate.masking.data_rows import DataRowMasker
-from lockgate.masking.detectors import Scanner
+from lockgate.masking.detectors import Scanner, scanner_for
 from lockgate.masking.plan import ColumnAction, StatementPlan
 from lockgate.ports import bind
 from lockgate.settings import Settings
@@ -607,7 +607,7 @@ class ClientConnection:
             self.server_stream = None
             self.scanner = None
             return
-        self.scanner = Scanner(sorted(rules.detectors)) if rules.detectors else None
+        self.scanner = scanner_for(rules.detectors) if rules.detectors else None
         masked_columns = {c for _, _, c in rules.patterns if c != "*"}
         scanner = self.scanner
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lockgate.masking.detectors import ALL, Match, Scanner, bench
+from lockgate.masking.detectors import ALL, Match, Scanner, bench, scanner_for
 
 FUZZ = settings(max_examples=200, deadline=None)
 SCANNER = Scanner(ALL)
@@ -37,6 +37,17 @@ SHA512_CRYPT = "$6$saltsalt$" + "aB3./xYz9Q" * 8 + "aB3./x"
 def test_unknown_detector_names_are_refused_with_the_valid_names() -> None:
     with pytest.raises(ValueError, match=r"nope.*valid detectors: email, phone"):
         Scanner(["email", "nope"])
+
+
+def test_a_set_of_detectors_gets_one_shared_scanner_whatever_the_order() -> None:
+    shared = scanner_for(["us_ssn", "credit_card"])
+    assert scanner_for(("credit_card", "us_ssn", "us_ssn")) is shared
+    assert shared.names == ("credit_card", "us_ssn")
+    assert scanner_for(["credit_card"]) is not shared
+    text = "card 4242 4242 4242 4242, ssn 123-45-6789"
+    assert found(text, shared) == found(text, Scanner(["credit_card", "us_ssn"]))
+    with pytest.raises(ValueError, match="nope"):
+        scanner_for(["email", "nope"])
 
 
 def test_all_lists_every_detector() -> None:
