@@ -11,6 +11,7 @@ import re
 import secrets
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import psycopg
@@ -145,13 +146,21 @@ def test_a_new_policy_reaches_statements_the_fast_path_learned(
         assert cur.fetchone() == (6,)
 
 
+@contextmanager
+def node_with(control_plane: ControlPlane, name: str, **env: str) -> Iterator[Node]:
+    """A second node started with these settings, removed after."""
+    n = Node(control_plane, f"{name}-{secrets.token_hex(3)}", extra_env=env)  # names are unique
+    n.start()
+    try:
+        yield n
+    finally:
+        n.cleanup()
+
+
 @pytest.fixture
 def slow_node(control_plane: ControlPlane, appdb: str) -> Iterator[Node]:
-    name = f"it-node-python-path-{secrets.token_hex(3)}"  # node names are unique
-    n = Node(control_plane, name, extra_env={"LOCKGATE_PG_FAST_PATH": "0"})
-    n.start()
-    yield n
-    n.cleanup()
+    with node_with(control_plane, "it-node-python-path", LOCKGATE_PG_FAST_PATH="0") as n:
+        yield n
 
 
 def test_with_the_fast_path_off_every_statement_takes_the_python_path(
@@ -188,23 +197,24 @@ def test_a_long_reply_is_read_in_bulk_and_arrives_whole_and_in_time_for_the_next
 def test_with_bulk_reads_off_a_long_reply_is_read_as_it_comes(
     control_plane: ControlPlane, appdb: str
 ):
-    plain = Node(control_plane, "it-node-no-bulk", extra_env={"LOCKGATE_BULK_READS": "0"})
-    plain.start()
-    try:
+    with node_with(control_plane, "it-node-no-bulk", LOCKGATE_BULK_READS="0") as plain:
         agent = make_agent(control_plane)
         wait_for_revision(control_plane, plain)
         assert psql(plain, agent, LONG_REPLY).splitlines() == long_reply_rows()
         session_events(control_plane, agent.name, 1)
         assert bulk_reads(plain) == 0
-    finally:
-        plain.cleanup()
+
+
+def run_twenty(node: Node, agent: Agent, control_plane: ControlPlane) -> None:
+    """Twenty short statements through the node, their answers checked."""
+    wait_for_revision(control_plane, node)
+    out = psql(node, agent, "".join(f"SELECT {i} AS n;\n" for i in range(20)))
+    assert out.split() == [str(i) for i in range(20)]
 
 
 def polls_after_forwarding(node: Node, agent: Agent, control_plane: ControlPlane) -> None:
-    wait_for_revision(control_plane, node)
     before = busy_turns(node)
-    out = psql(node, agent, "".join(f"SELECT {i} AS n;\n" for i in range(20)))
-    assert out.split() == [str(i) for i in range(20)]
+    run_twenty(node, agent, control_plane)
     assert busy_turns(node) > before
 
 
@@ -223,13 +233,6 @@ def test_the_loop_polls_after_the_python_path_forwards(
 def test_with_busy_polling_off_the_loop_sleeps_between_reads(
     control_plane: ControlPlane, appdb: str
 ):
-    plain = Node(control_plane, "it-node-no-poll", extra_env={"LOCKGATE_BUSY_POLL_US": "0"})
-    plain.start()
-    try:
-        agent = make_agent(control_plane)
-        wait_for_revision(control_plane, plain)
-        out = psql(plain, agent, "".join(f"SELECT {i} AS n;\n" for i in range(20)))
-        assert out.split() == [str(i) for i in range(20)]
+    with node_with(control_plane, "it-node-no-poll", LOCKGATE_BUSY_POLL_US="0") as plain:
+        run_twenty(plain, make_agent(control_plane), control_plane)
         assert busy_turns(plain) == 0
-    finally:
-        plain.cleanup()
