@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import uvicorn
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -21,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from data_plane import workers
 from data_plane.audit.trail import AuditTrail
 from data_plane.busy_poll import BusyPoll
 from data_plane.control import ControlPlaneClient
@@ -42,7 +46,9 @@ class Node:
         self.name = "node"
         home = settings.ensure_home()
         self.audit = AuditTrail(
-            home / "spool", batch_size=settings.audit_batch_size, linger=settings.audit_linger
+            workers.spool_dir(home, settings.node_worker),
+            batch_size=settings.audit_batch_size,
+            linger=settings.audit_linger,
         )
         self.control = ControlPlaneClient(settings.control_plane, settings.node_token)
         self._bundle: BundleView | None = None
@@ -117,6 +123,12 @@ class Node:
             "event-loop turns spent polling after forwarding (data_plane/busy_poll.py)",
             value=self.busy_poll.turns if self.busy_poll is not None else 0,
         )
+        yield CounterMetricFamily(
+            "lockgate_node_pg_cancels_forwarded",
+            "PostgreSQL CancelRequests passed on to the worker that gave out their key "
+            "(data_plane/workers.py)",
+            value=sum(getattr(srv, "forwarded_cancels", 0) for srv in self.servers),
+        )
 
     # bundles and token lifetimes ---------------------------------------------------------
 
@@ -161,6 +173,7 @@ class Node:
                     "control_plane": "connected" if self.control.connected else "unreachable",
                     "sessions": len(self._sessions),
                     "audit_pending": len(self.audit.spool),
+                    "pid": os.getpid(),
                 },
                 status_code=200 if ok else 503,
             )
@@ -179,7 +192,10 @@ class Node:
         s = self.settings
         if s.busy_poll_us:
             self.busy_poll = BusyPoll(asyncio.get_running_loop().call_soon, s.busy_poll_us / 1e6)
-        health_socket = bind(s.bind, s.node_http_port, what="node health")
+        if s.node_worker is None:
+            health_socket = bind(s.bind, s.node_http_port, what="node health")
+        else:  # the supervisor serves the port and asks each worker here
+            health_socket = workers.unix_listener(workers.health_socket(s.home, s.node_worker))
         self.servers = [PostgresServer(self, s)]
         for server in self.servers:
             await server.bind()
@@ -191,6 +207,12 @@ class Node:
             ),
             asyncio.create_task(self.audit.drain(self.control)),
             asyncio.create_task(self._watch_expiry()),
+            *(
+                asyncio.create_task(self._drain_orphan(spool))
+                for spool in (
+                    workers.orphan_spools(s.home, s.node_workers) if not s.node_worker else []
+                )
+            ),
             *(asyncio.create_task(srv.serve()) for srv in self.servers),
         ]
         health = uvicorn.Server(
@@ -210,6 +232,20 @@ class Node:
             await self.control.close()
             self.audit.close()
 
+    async def _drain_orphan(self, directory: Path) -> None:
+        """Upload what a worker that no longer exists left in its spool, then remove it."""
+        trail = AuditTrail(directory, batch_size=self.settings.audit_batch_size, linger=0)
+        log.info("uploading %d audit events left in %s", len(trail.spool), directory)
+        uploading = asyncio.create_task(trail.drain(self.control))
+        try:
+            while len(trail.spool):  # noqa: ASYNC110
+                await asyncio.sleep(0.5)
+        finally:
+            uploading.cancel()
+            await asyncio.gather(uploading, return_exceptions=True)
+            trail.close()
+        shutil.rmtree(directory.parent, ignore_errors=True)
+
     async def _flush_audit(self, deadline: float) -> None:
         """Give the uploader a moment to deliver what is spooled; the rest waits on disk."""
         while len(self.audit.spool) and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -224,6 +260,9 @@ def run(settings: Settings) -> int:
     if not settings.control_plane or not settings.node_token:
         print("lockgate node: --control-plane and --token are required", file=sys.stderr)
         return 2
+
+    if settings.node_workers > 1 and settings.node_worker is None:
+        return workers.run(settings)
 
     async def main() -> None:
         await Node(settings).run()

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     # instead of sleeping until the answer or the next statement wakes it
     # (data_plane/busy_poll.py); 0 turns it off.
     busy_poll_us: int = Field(default=50, ge=0, le=10_000)
+    # Node processes sharing the node's ports (SO_REUSEPORT; data_plane/workers.py). With more
+    # than one, `lockgate node` supervises that many workers and serves their health and
+    # metrics on `node_http_port`; `node_worker` is the index the supervisor gives each one.
+    node_workers: int = Field(default=1, ge=1, le=64)
+    node_worker: int | None = Field(default=None, ge=0)
 
     @field_validator("node_labels", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import re
 import secrets
 import ssl
@@ -19,11 +20,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import cast
 
 import grpc
 
-from data_plane import tls
+from data_plane import tls, workers
 from data_plane.audit.statements import StatementPayloads
 from data_plane.audit.trail import SessionAudit
 from data_plane.bulk import BulkReads
@@ -101,6 +103,8 @@ class PostgresServer:
         self.node = node
         self.settings = settings
         self.server: asyncio.Server | None = None
+        self.peers: asyncio.Server | None = None  # other workers' forwarded CancelRequests
+        self.forwarded_cancels = 0  # CancelRequests passed on to the worker that owns them
         self.ssl_context: ssl.SSLContext | None = None
         # client cancel key -> (upstream host, port, upstream pid, upstream secret)
         self.cancel_keys: dict[tuple[int, bytes], tuple[str, int, int, bytes]] = {}
@@ -112,17 +116,31 @@ class PostgresServer:
         else:
             cert, key = tls.self_signed(s.home / "tls")
         self.ssl_context = tls.server_context(cert, key)
-        sock = bind(s.bind, s.pg_port, what="PostgreSQL")
+        sock = bind(s.bind, s.pg_port, what="PostgreSQL", reuse_port=s.node_workers > 1)
         self.server = await asyncio.start_server(self._accept, sock=sock, start_serving=False)
+        if s.node_worker is not None:
+            # CancelRequests for this worker's sessions that reached another worker.
+            peers = workers.unix_listener(workers.cancel_socket(s.home, s.node_worker))
+            self.peers = await asyncio.start_unix_server(
+                self._accept_forwarded, sock=peers, start_serving=False
+            )
 
     async def serve(self) -> None:
         assert self.server is not None
         log.info("PostgreSQL listener on %s:%d", self.settings.bind, self.settings.pg_port)
+        if self.peers is not None:
+            await self.peers.start_serving()
         await self.server.serve_forever()
 
     async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
+        for server in (self.server, self.peers):
+            if server is not None:
+                server.close()
+
+    def new_cancel_pid(self) -> int:
+        """The process id of a client's cancel key; with workers, it names this one."""
+        s = self.settings
+        return workers.cancel_pid(s.node_worker or 0, s.node_workers)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = ClientConnection(self, reader, writer)
@@ -134,9 +152,15 @@ class PostgresServer:
             await conn.close()
 
     async def cancel(self, request: codec.CancelRequest) -> None:
-        """Forward a CancelRequest to the upstream backend it names (protocol 55.2.7)."""
+        """Forward a CancelRequest to the upstream backend it names (protocol 55.2.7), or to
+        the worker that gave out its key when that is another one."""
         target = self.cancel_keys.get((request.pid, request.secret))
         if target is None:
+            s = self.settings
+            if s.node_worker is not None and s.node_workers > 1:
+                peer = workers.owner(request.pid, s.node_workers)
+                if peer != s.node_worker:
+                    await self._pass_on(request, workers.cancel_socket(s.home, peer))
             return
         host, port, pid, secret = target
         with contextlib.suppress(OSError, TimeoutError):
@@ -144,6 +168,29 @@ class PostgresServer:
             w.write(codec.cancel_request(pid, secret))
             await w.drain()
             w.close()
+
+    async def _pass_on(self, request: codec.CancelRequest, path: Path) -> None:
+        with contextlib.suppress(OSError, TimeoutError):
+            _, w = await asyncio.wait_for(asyncio.open_unix_connection(os.fspath(path)), 5.0)
+            w.write(codec.cancel_request(request.pid, request.secret))
+            await w.drain()
+            w.close()
+            self.forwarded_cancels += 1
+
+    async def _accept_forwarded(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """A CancelRequest another worker received for one of this worker's sessions."""
+        try:
+            with contextlib.suppress(OSError, TimeoutError, asyncio.IncompleteReadError):
+                data = await asyncio.wait_for(reader.readexactly(16), 5.0)
+                startup = codec.StartupReader()
+                startup.feed(data)
+                msg = startup.next_message()
+                if isinstance(msg, codec.CancelRequest):
+                    await self.cancel(msg)
+        finally:
+            writer.close()
 
 
 class ClientConnection:
@@ -410,7 +457,7 @@ class ClientConnection:
             kind, body = await self._read_from(up_reader, upstream)
             if kind == ord("K"):
                 up_pid, up_secret = codec.parse_backend_key_data(body)
-                pid = secrets.randbelow(1 << 31)
+                pid = self.server.new_cancel_pid()
                 secret = secrets.token_bytes(4)
                 self.cancel_key = (pid, secret)
                 self.server.cancel_keys[self.cancel_key] = (host, port, up_pid, up_secret)
