@@ -136,7 +136,13 @@ def scenario_kernel(sizes: Sizes) -> dict[str, Any]:
 def scenario_latency(sizes: Sizes) -> dict[str, Any]:
     print("latency: simple round trip at 1 client", flush=True)
     with stack.running(pgbouncer=True) as s:
-        legs = {"direct": s.direct_dsn(), "pgbouncer": s.pgbouncer_dsn(), "node": s.node_dsn()}
+        workers = s.workers_node()
+        legs = {
+            "direct": s.direct_dsn(),
+            "pgbouncer": s.pgbouncer_dsn(),
+            "node": s.node_dsn(),
+            "node_workers": workers.dsn(s.identity, s.token, stack.CONNECTION, "disable"),
+        }
         return summarize_runs(
             [latency.run(legs, sizes.latency_statements) for _ in range(sizes.runs)]
         )
@@ -147,6 +153,7 @@ def scenario_pgbench(sizes: Sizes) -> dict[str, Any]:
     with stack.running(pgbouncer=True) as s:
         bare = relay.Relay(s.target.port, s.control_plane.home).start()
         try:
+            workers = s.workers_node()
             assert s.pgbouncer is not None and s.pgbouncer.process is not None
             # (dsn, the processes whose CPU time per transaction is reported) per leg
             legs: dict[str, tuple[str, dict[str, int]]] = {
@@ -159,6 +166,13 @@ def scenario_pgbench(sizes: Sizes) -> dict[str, Any]:
                 "node": (
                     s.node_dsn(),
                     {"proxy": _pid(s.node.process), "control_plane": _pid(s.control_plane.process)},
+                ),
+                "node_workers": (
+                    workers.dsn(s.identity, s.token, stack.CONNECTION, "disable"),
+                    {
+                        "proxy": _pid(workers.process),
+                        "control_plane": _pid(s.control_plane.process),
+                    },
                 ),
             }
             pgbench.init(s.direct_dsn())
@@ -175,6 +189,7 @@ def scenario_pgbench(sizes: Sizes) -> dict[str, Any]:
                     tps = {leg: entry[leg]["tps"]["median"] for leg in legs}
                     entry["node_over_direct"] = tps["node"] / tps["direct"]
                     entry["node_over_pgbouncer"] = tps["node"] / tps["pgbouncer"]
+                    entry["node_workers_over_pgbouncer"] = tps["node_workers"] / tps["pgbouncer"]
                     entry["pgbouncer_over_direct"] = tps["pgbouncer"] / tps["direct"]
                     entry["relay_over_pgbouncer"] = tps["relay"] / tps["pgbouncer"]
                     results[f"{protocol}/{clients}"] = entry
@@ -372,6 +387,12 @@ def main() -> int:
 
 # Targets from the issue: each a verdict with the figure it was judged on.
 
+# The node configurations the pgbench and latency scenarios measure.
+NODE_LEGS = (
+    ("node", "node"),
+    ("node_workers", f"node of {stack.WORKERS} workers, polling off"),
+)
+
 
 def targets(results: dict[str, Any]) -> list[dict[str, str]]:
     found: list[dict[str, str]] = []
@@ -389,23 +410,25 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
             return
         found.append({"target": target, "verdict": "met" if met else "not met", "figure": figure})
 
-    for protocol in ("simple", "prepared"):
+    for leg, label in NODE_LEGS:
+        for protocol in ("simple", "prepared"):
 
-        def pgb(r: dict[str, Any], protocol: str = protocol) -> tuple[bool, str]:
-            e = r[f"{protocol}/8"]
-            node, bouncer = e["node"]["tps"]["median"], e["pgbouncer"]["tps"]["median"]
-            return node >= bouncer, (
-                f"node {node:.0f} tps, PgBouncer {bouncer:.0f} tps "
-                f"({e['node_over_pgbouncer']:.2f}x)"
-            )
+            def pgb(
+                r: dict[str, Any], protocol: str = protocol, leg: str = leg
+            ) -> tuple[bool, str]:
+                e = r[f"{protocol}/8"]
+                node, bouncer = e[leg]["tps"]["median"], e["pgbouncer"]["tps"]["median"]
+                return node >= bouncer, (
+                    f"node {node:.0f} tps, PgBouncer {bouncer:.0f} tps ({node / bouncer:.2f}x)"
+                )
 
-        judge("pgbench", f"pgbench -S, 8 clients, {protocol}: node >= PgBouncer", pgb)
+            judge("pgbench", f"pgbench -S, 8 clients, {protocol}: {label} >= PgBouncer", pgb)
 
-    def added(r: dict[str, Any]) -> tuple[bool, str]:
-        v = r["node_added_median_us"]["median"]
-        return v <= 60, f"{v:.0f} µs"
+        def added(r: dict[str, Any], leg: str = leg) -> tuple[bool, str]:
+            v = r[f"{leg}_added_median_us"]["median"]
+            return v <= 60, f"{v:.0f} µs"
 
-    judge("latency", "added latency median <= 60 µs", added)
+        judge("latency", f"added latency median <= 60 µs: {label}", added)
 
     def large(form: str, leg: str, floor: float) -> Callable[[dict[str, Any]], tuple[bool, str]]:
         def check(r: dict[str, Any]) -> tuple[bool, str]:
@@ -519,7 +542,13 @@ def _latency(results: dict[str, Any]) -> list[str]:
         "|-----|-----------|--------|-----------------|--------------|",
         f"| direct | {_f(lat['direct_median_us'])} | {_f(lat['direct_p99_us'])} | - | - |",
     ]
-    for leg, label in (("pgbouncer", "PgBouncer"), ("node", "**node**")):
+    for leg, label in (
+        ("pgbouncer", "PgBouncer"),
+        ("node", "**node**"),
+        ("node_workers", f"**node, {stack.WORKERS} workers, polling off**"),
+    ):
+        if f"{leg}_median_us" not in lat:
+            continue
         lines.append(
             f"| {label} | {_f(lat[f'{leg}_median_us'])} | {_f(lat[f'{leg}_p99_us'])} | "
             f"{_f(lat[f'{leg}_added_median_us'])} | {_f(lat[f'{leg}_added_p99_us'])} |"
@@ -537,18 +566,24 @@ def _pgbench(results: dict[str, Any]) -> list[str]:
         "",
         "tps without the initial connection time; ms is pgbench's mean latency. The bare relay",
         "(`bench/relay.py`) is a uvloop pass-through that parses nothing: the floor for any",
-        "Python proxy on this machine.",
+        "Python proxy on this machine. *Workers*: the node as",
+        f"`LOCKGATE_NODE_WORKERS={stack.WORKERS} LOCKGATE_BUSY_POLL_US=0`, a worker process per",
+        "core (data_plane/workers.py) and no polling.",
         "",
         "| protocol | clients | direct tps | PgBouncer tps | bare relay tps | node tps "
-        "| node / PgBouncer | bare relay / PgBouncer | node / direct | direct ms | PgBouncer ms "
+        "| node / PgBouncer | workers tps | workers / PgBouncer "
+        "| bare relay / PgBouncer | node / direct | direct ms | PgBouncer ms "
         "| node ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (protocol, clients), e in entries:
+        workers = e.get("node_workers")
         lines.append(
             f"| {protocol} | {clients} | {_f(e['direct']['tps'])} | {_f(e['pgbouncer']['tps'])} "
             f"| {_f(e['relay']['tps']) if 'relay' in e else '-'} "
             f"| {_f(e['node']['tps'])} | {e['node_over_pgbouncer']:.2f} | "
+            f"{_f(workers['tps']) if workers else '-'} | "
+            f"{e.get('node_workers_over_pgbouncer', float('nan')):.2f} | "
             f"{e.get('relay_over_pgbouncer', float('nan')):.2f} | "
             f"{e['node_over_direct']:.2f} | {_f(e['direct']['latency_ms'], 3)} | "
             f"{_f(e['pgbouncer']['latency_ms'], 3)} | {_f(e['node']['latency_ms'], 3)} |"
@@ -562,8 +597,9 @@ def _pgbench(results: dict[str, Any]) -> list[str]:
         "stores the node's audit events (one per statement) on the same machine. On 2 cores",
         "every µs here is taken from PostgreSQL and pgbench.",
         "",
-        "| protocol | clients | PgBouncer | bare relay | node | control plane (audit) |",
-        "|---|---|---|---|---|---|",
+        "| protocol | clients | PgBouncer | bare relay | node | control plane (audit) "
+        "| workers | control plane (audit) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (protocol, clients), e in entries:
 
@@ -573,7 +609,8 @@ def _pgbench(results: dict[str, Any]) -> list[str]:
 
         lines.append(
             f"| {protocol} | {clients} | {cpu('pgbouncer')} | {cpu('relay')} | {cpu('node')} "
-            f"| {cpu('node', 'control_plane')} |"
+            f"| {cpu('node', 'control_plane')} | {cpu('node_workers')} "
+            f"| {cpu('node_workers', 'control_plane')} |"
         )
     return lines
 

@@ -5,11 +5,12 @@ and, for the scenarios that compare against it, a stock PgBouncer in front of th
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -19,6 +20,11 @@ from tests.harness.postgres import PostgresTarget
 from tests.harness.processes import wait_until
 
 CONNECTION = "appdb"
+# The second node configuration the throughput scenarios measure: a worker process per core
+# (data_plane/workers.py), without busy polling, which on a host whose cores are all busy
+# takes CPU from the client and the database (docs/performance.md).
+WORKERS = max(os.cpu_count() or 1, 2)
+WORKERS_ENV = {"LOCKGATE_NODE_WORKERS": str(WORKERS), "LOCKGATE_BUSY_POLL_US": "0"}
 
 
 @dataclass
@@ -29,6 +35,7 @@ class Stack:
     identity: str
     token: str
     pgbouncer: PgBouncer | None = None
+    extra_nodes: list[Node] = field(default_factory=list)
 
     def direct_dsn(self, sslmode: str = "disable") -> str:
         return self.target.dsn(sslmode)
@@ -39,6 +46,16 @@ class Stack:
     def pgbouncer_dsn(self, sslmode: str = "disable") -> str:
         assert self.pgbouncer is not None, "stack started without PgBouncer"
         return self.pgbouncer.dsn(sslmode)
+
+    def workers_node(self) -> Node:
+        """A second node of `WORKERS` worker processes in this stack, in sync with it (the
+        stack stops it with the rest)."""
+        node = Node(
+            self.control_plane, f"bench-workers-{secrets.token_hex(3)}", extra_env=WORKERS_ENV
+        )
+        self.extra_nodes.append(node.start())
+        self.wait_for_bundle()
+        return node
 
     def add_connection(self, name: str) -> None:
         """Another connection to the same target database (for rules bound to one name)."""
@@ -52,6 +69,8 @@ class Stack:
     def stop(self) -> None:
         if self.pgbouncer is not None:
             self.pgbouncer.stop()
+        for node in self.extra_nodes:
+            node.cleanup()
         self.node.cleanup()
         self.control_plane.stop()
         shutil.rmtree(self.control_plane.home, ignore_errors=True)

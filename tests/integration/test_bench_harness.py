@@ -25,18 +25,25 @@ def test_every_benchmark_scenario_runs_at_a_tiny_size(tmp_path: Path):
     assert results["kernel"]["decide_cached_select_per_s"]["median"] > 0
 
     latency = results["latency"]
-    for leg in ("direct", "pgbouncer", "node"):
+    for leg in ("direct", "pgbouncer", "node", "node_workers"):
         assert latency[f"{leg}_median_us"]["median"] > 0
         assert f"{leg}_p99_us" in latency
-    assert {"node_added_median_us", "pgbouncer_added_median_us"} <= set(latency)
+    assert {
+        "node_added_median_us",
+        "node_workers_added_median_us",
+        "pgbouncer_added_median_us",
+    } <= set(latency)
 
     pgbench = results["pgbench"]
     assert {"simple/1", "simple/8", "prepared/1", "prepared/8"} <= set(pgbench)
     for key in ("simple/8", "prepared/8"):
-        for leg in ("direct", "pgbouncer", "node"):
+        for leg in ("direct", "pgbouncer", "node", "node_workers"):
             assert pgbench[key][leg]["tps"]["median"] > 0
             assert "latency_ms" in pgbench[key][leg]
         assert pgbench[key]["node_over_pgbouncer"] > 0
+        assert pgbench[key]["node_workers_over_pgbouncer"] > 0
+        # The workers node's CPU is its supervisor's and its workers' together.
+        assert pgbench[key]["node_workers"]["proxy_cpu_us_per_tx"]["median"] > 0
 
     connect = results["connect"]
     for clients in ("1", "8"):
@@ -80,9 +87,10 @@ def test_every_benchmark_scenario_runs_at_a_tiny_size(tmp_path: Path):
     assert scp["jump_mb_per_s"]["median"] > 0
     assert scp["node"] == {"status": "node has no SSH listener yet"}
 
-    assert len(results["targets"]) == 12
+    assert len(results["targets"]) == 15
     assert all(t["verdict"] in ("met", "not met") for t in results["targets"])
     report = doc.read_text()
+    assert "workers, polling off" in report
     assert "Quick run" in report
     assert "node has no SSH listener yet" in report
     assert "A connection per statement (pgbench -S -C)" in report
