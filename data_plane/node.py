@@ -218,6 +218,8 @@ class Node:
         health = uvicorn.Server(
             uvicorn.Config(self._health_app(), log_level="warning", lifespan="off", loop="none")
         )
+        if s.node_worker is not None:
+            tasks.append(asyncio.create_task(self._watch_supervisor(health)))
         try:
             await health.serve(sockets=[health_socket])
         finally:
@@ -231,6 +233,15 @@ class Node:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.control.close()
             self.audit.close()
+
+    async def _watch_supervisor(self, health: uvicorn.Server) -> None:
+        """A worker whose supervisor is gone (killed, so it could not stop its workers) stops
+        as on SIGTERM instead of holding the port for no one."""
+        parent = os.getppid()
+        while os.getppid() == parent:  # noqa: ASYNC110
+            await asyncio.sleep(1.0)
+        log.warning("worker %s: the node supervisor is gone; stopping", self.settings.node_worker)
+        health.should_exit = True
 
     async def _drain_orphan(self, directory: Path) -> None:
         """Upload what a worker that no longer exists left in its spool, then remove it."""

@@ -170,3 +170,25 @@ def test_what_a_removed_worker_left_in_its_spool_is_uploaded(
         wait_until(lambda: not left.parent.exists(), 10, "the removed worker's directory gone")
     finally:
         node.cleanup()
+
+
+def test_workers_stop_when_their_supervisor_is_killed(control_plane: ControlPlane, appdb: str):
+    node = Node(control_plane, f"it-orphaned-{secrets.token_hex(3)}", extra_env=WORKERS)
+    node.start()
+    try:
+        pids = [w["pid"] for w in health(node)["workers"]]
+        assert node.process is not None and node.process.proc is not None
+        node.process.proc.kill()  # SIGKILL: the supervisor cannot stop its workers itself
+        node.process.proc.wait(10)
+
+        def gone(pid: int) -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            with open(f"/proc/{pid}/stat") as f:  # a zombie until its new parent reaps it
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+        wait_until(lambda: all(gone(p) for p in pids), 20, "the workers to stop")
+    finally:
+        node.cleanup()
