@@ -112,6 +112,23 @@ static PyObject *BusyPoll_get_window(BusyPoll *self, void *closure) {
     return PyFloat_FromDouble(self->window);
 }
 
+/* A new window applies from the next arm; 0 stops polling after the current run. */
+static int BusyPoll_set_window(BusyPoll *self, PyObject *value, void *closure) {
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "window cannot be deleted");
+        return -1;
+    }
+    double window = PyFloat_AsDouble(value);
+    if (window == -1.0 && PyErr_Occurred())
+        return -1;
+    if (!(window >= 0.0)) {
+        PyErr_SetString(PyExc_ValueError, "window must not be negative");
+        return -1;
+    }
+    self->window = window;
+    return 0;
+}
+
 static PyObject *BusyPoll_get_active(BusyPoll *self, void *closure) {
     return PyBool_FromLong(self->active);
 }
@@ -125,7 +142,8 @@ static PyObject *BusyPoll_get_runs(BusyPoll *self, void *closure) {
 }
 
 static PyGetSetDef BusyPoll_getset[] = {
-    {"window", (getter)BusyPoll_get_window, NULL, "seconds polled after the last arm", NULL},
+    {"window", (getter)BusyPoll_get_window, (setter)BusyPoll_set_window,
+     "seconds polled after the last arm", NULL},
     {"active", (getter)BusyPoll_get_active, NULL, "whether a polling run is going on", NULL},
     {"turns", (getter)BusyPoll_get_turns, NULL, "event-loop turns spent polling", NULL},
     {"runs", (getter)BusyPoll_get_runs, NULL, "polling runs started", NULL},

@@ -4,8 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 class BusyPoll:
-    @property
-    def window(self) -> float: ...
+    window: float
     @property
     def active(self) -> bool: ...
     @property

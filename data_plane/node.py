@@ -18,7 +18,7 @@ from pathlib import Path
 
 import uvicorn
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from data_plane import workers
 from data_plane.audit.trail import AuditTrail
-from data_plane.busy_poll import BusyPoll
+from data_plane.busy_poll import BusyPoll, Governor
 from data_plane.control import ControlPlaneClient
 from data_plane.server import LiveSession, NoBundle, ProtocolServer
 from lockgate import runtime
@@ -56,6 +56,7 @@ class Node:
         self._sessions: set[LiveSession] = set()
         self.servers: list[ProtocolServer] = []
         self.busy_poll: BusyPoll | None = None  # made in `run`, on the node's loop
+        self.poll_governor: Governor | None = None  # pauses it while the CPUs are contended
         self.registry = CollectorRegistry()
         self.m_sessions = Gauge("lockgate_node_sessions", "live sessions", registry=self.registry)
         self.m_revision = Gauge(
@@ -122,6 +123,16 @@ class Node:
             "lockgate_node_busy_poll_turns",
             "event-loop turns spent polling after forwarding (data_plane/busy_poll.py)",
             value=self.busy_poll.turns if self.busy_poll is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "lockgate_node_busy_poll_pauses",
+            "times polling was paused because tasks waited for a CPU (data_plane/busy_poll.py)",
+            value=self.poll_governor.pauses if self.poll_governor is not None else 0,
+        )
+        yield GaugeMetricFamily(
+            "lockgate_node_busy_poll_paused",
+            "1 while polling is paused because tasks wait for a CPU",
+            value=1 if self.poll_governor is not None and self.poll_governor.paused else 0,
         )
         yield CounterMetricFamily(
             "lockgate_node_pg_cancels_forwarded",
@@ -191,7 +202,11 @@ class Node:
 
         s = self.settings
         if s.busy_poll_us:
-            self.busy_poll = BusyPoll(asyncio.get_running_loop().call_soon, s.busy_poll_us / 1e6)
+            window = s.busy_poll_us / 1e6
+            self.busy_poll = BusyPoll(asyncio.get_running_loop().call_soon, window)
+            if s.busy_poll_max_stall < 100:
+                governor = Governor(self.busy_poll, window, s.busy_poll_max_stall / 100)
+                self.poll_governor = governor if governor.available else None
         if s.node_worker is None:
             health_socket = bind(s.bind, s.node_http_port, what="node health")
         else:  # the supervisor serves the port and asks each worker here
@@ -207,6 +222,7 @@ class Node:
             ),
             asyncio.create_task(self.audit.drain(self.control)),
             asyncio.create_task(self._watch_expiry()),
+            *([asyncio.create_task(self.poll_governor.run())] if self.poll_governor else []),
             *(
                 asyncio.create_task(self._drain_orphan(spool))
                 for spool in (

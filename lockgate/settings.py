@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # instead of sleeping until the answer or the next statement wakes it
     # (data_plane/busy_poll.py); 0 turns it off.
     busy_poll_us: int = Field(default=50, ge=0, le=10_000)
+    # Polling pauses while runnable tasks wait for a CPU more than this share (percent) of the
+    # time (Linux's CPU pressure, /proc/pressure/cpu; data_plane/busy_poll.py); 100 never pauses.
+    busy_poll_max_stall: int = Field(default=30, ge=0, le=100)
     # Node processes sharing the node's ports (SO_REUSEPORT; data_plane/workers.py). With more
     # than one, `lockgate node` supervises that many workers and serves their health and
     # metrics on `node_http_port`; `node_worker` is the index the supervisor gives each one.

@@ -7,9 +7,11 @@ paths (data_plane/busy_poll.py), and not at all when that is off."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -159,7 +161,9 @@ def node_with(control_plane: ControlPlane, name: str, **env: str) -> Iterator[No
 
 @pytest.fixture
 def slow_node(control_plane: ControlPlane, appdb: str) -> Iterator[Node]:
-    with node_with(control_plane, "it-node-python-path", LOCKGATE_PG_FAST_PATH="0") as n:
+    with node_with(
+        control_plane, "it-node-python-path", LOCKGATE_PG_FAST_PATH="0", **NO_GOVERNOR
+    ) as n:
         yield n
 
 
@@ -218,10 +222,16 @@ def polls_after_forwarding(node: Node, agent: Agent, control_plane: ControlPlane
     assert busy_turns(node) > before
 
 
+# The governor (below) pauses polling while the CPUs are contended, which a test machine's
+# may be at any moment: the nodes that check polling itself run without it.
+NO_GOVERNOR = {"LOCKGATE_BUSY_POLL_MAX_STALL": "100"}
+
+
 def test_the_loop_polls_after_the_fast_path_forwards(
-    node: Node, fresh_agent: Agent, control_plane: ControlPlane
+    control_plane: ControlPlane, fresh_agent: Agent
 ):
-    polls_after_forwarding(node, fresh_agent, control_plane)
+    with node_with(control_plane, "it-node-polling", **NO_GOVERNOR) as polling:
+        polls_after_forwarding(polling, fresh_agent, control_plane)
 
 
 def test_the_loop_polls_after_the_python_path_forwards(
@@ -236,3 +246,20 @@ def test_with_busy_polling_off_the_loop_sleeps_between_reads(
     with node_with(control_plane, "it-node-no-poll", LOCKGATE_BUSY_POLL_US="0") as plain:
         run_twenty(plain, make_agent(control_plane), control_plane)
         assert busy_turns(plain) == 0
+
+
+def test_polling_pauses_while_tasks_wait_for_a_cpu(control_plane: ControlPlane, appdb: str):
+    # A limit of 0: any wait for a CPU pauses it. More spinning processes than cores make
+    # tasks wait (bounded: each spins for 5 s at most).
+    spin = "import time\nend = time.monotonic() + 5\nwhile time.monotonic() < end: pass"
+    with node_with(control_plane, "it-node-governed", LOCKGATE_BUSY_POLL_MAX_STALL="0") as n:
+        spinners = [
+            subprocess.Popen([sys.executable, "-c", spin]) for _ in range((os.cpu_count() or 1) + 2)
+        ]
+        try:
+            wait_until(lambda: metric(n, "lockgate_node_busy_poll_paused") == 1, 5, "a pause")
+        finally:
+            for p in spinners:
+                p.kill()
+                p.wait()
+        assert metric(n, "lockgate_node_busy_poll_pauses_total") >= 1

@@ -142,3 +142,88 @@ def test_a_refused_schedule_leaves_it_idle_for_the_next_arm(make: Callable[..., 
 def test_a_negative_window_is_refused(make: Callable[..., Any]) -> None:
     with pytest.raises(ValueError):
         make(lambda callback: None, -0.001)
+
+
+def test_a_window_set_to_zero_stops_polling_from_the_next_arm(make: Callable[..., Any]) -> None:
+    scheduled: list[Callable[[], None]] = []
+    poll = make(scheduled.append, 60.0)
+    poll.window = 0.0
+    poll.arm()
+    assert scheduled == [] and poll.runs == 0
+    poll.window = 60.0
+    poll.arm()
+    assert poll.window == 60.0 and len(scheduled) == 1 and poll.runs == 1
+    with pytest.raises(ValueError):
+        poll.window = -1.0
+    with pytest.raises(ValueError):
+        poll.window = float("nan")
+    assert poll.window == 60.0
+
+
+class Pressure:
+    """A stand-in for /proc/pressure/cpu and the clock: `advance` moves both."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.stalled_us = 5_000_000
+
+    def advance(self, seconds: float, stalled_share: float) -> None:
+        self.now += seconds
+        self.stalled_us += int(seconds * stalled_share * 1e6)
+
+
+def governed(make: Callable[..., Any]) -> tuple[Any, busy_poll.Governor, Pressure]:
+    poll = make(lambda callback: None, 0.00005)
+    pressure = Pressure()
+    governor = busy_poll.Governor(
+        poll,
+        0.00005,
+        limit=0.3,
+        interval=0.1,
+        hold=0.95,  # nine intervals of 0.1 s are within it, ten are not (whatever the rounding)
+        read=lambda: pressure.stalled_us,
+        clock=lambda: pressure.now,
+    )
+    governor.sample()  # the first reading only sets the baseline
+    return poll, governor, pressure
+
+
+def test_the_governor_pauses_polling_while_the_cpus_are_contended(make: Callable[..., Any]):
+    poll, governor, pressure = governed(make)
+    pressure.advance(0.1, 0.1)
+    governor.sample()
+    assert not governor.paused and poll.window == 0.00005
+    pressure.advance(0.1, 0.6)  # tasks waited for a CPU 60% of the interval
+    governor.sample()
+    assert governor.paused and governor.pauses == 1 and poll.window == 0.0
+
+
+def test_the_governor_holds_a_pause_and_resumes_after_a_quiet_second(make: Callable[..., Any]):
+    poll, governor, pressure = governed(make)
+    pressure.advance(0.1, 0.8)
+    governor.sample()
+    for _ in range(9):  # quiet, but within the hold
+        pressure.advance(0.1, 0.0)
+        governor.sample()
+        assert governor.paused
+    pressure.advance(0.1, 0.9)  # contended again: the hold starts over
+    governor.sample()
+    for _ in range(9):
+        pressure.advance(0.1, 0.05)
+        governor.sample()
+    assert governor.paused and poll.window == 0.0
+    pressure.advance(0.1, 0.05)
+    governor.sample()
+    assert not governor.paused and poll.window == 0.00005 and governor.pauses == 1
+
+
+def test_without_pressure_figures_the_governor_does_nothing(make: Callable[..., Any], tmp_path):
+    assert busy_poll.cpu_stall_us(tmp_path / "missing") is None
+    (tmp_path / "cpu").write_text("some avg10=1.00 avg60=0.50 avg300=0.20 total=1234\n")
+    assert busy_poll.cpu_stall_us(tmp_path / "cpu") == 1234
+    poll = make(lambda callback: None, 0.00005)
+    governor = busy_poll.Governor(poll, 0.00005, limit=0.3, read=lambda: None)
+    assert not governor.available
+    governor.sample()
+    governor.sample()
+    assert not governor.paused and poll.window == 0.00005
