@@ -390,7 +390,7 @@ def main() -> int:
 # The node configurations the pgbench and latency scenarios measure.
 NODE_LEGS = (
     ("node", "node"),
-    ("node_workers", f"node of {stack.WORKERS} workers, polling off"),
+    ("node_workers", f"node of {stack.WORKERS} workers"),
 )
 
 
@@ -494,7 +494,9 @@ def render(results: dict[str, Any]) -> str:
         "(every statement is spooled and shipped to the control plane) and every statement",
         "classified and authorized by Cedar (`connect` and `read` permitted); masking only where",
         "a leg says so; no TLS on any leg; otherwise the node's defaults (the PostgreSQL fast",
-        "path, bulk reads, the loop polling 50 µs after forwarding: README). PgBouncer is",
+        "path, bulk reads, the loop polling 50 µs after forwarding unless tasks wait for a",
+        "CPU more than 30% of the time, one process: README); the latency and pgbench",
+        f"scenarios also measure it as {stack.WORKERS} worker processes. PgBouncer is",
         "Debian's, in session mode, SCRAM from",
         "the client and to the server, with default settings except `default_pool_size = "
         f"{pgbouncer.POOL_SIZE}`",
@@ -545,7 +547,7 @@ def _latency(results: dict[str, Any]) -> list[str]:
     for leg, label in (
         ("pgbouncer", "PgBouncer"),
         ("node", "**node**"),
-        ("node_workers", f"**node, {stack.WORKERS} workers, polling off**"),
+        ("node_workers", f"**node, {stack.WORKERS} workers**"),
     ):
         if f"{leg}_median_us" not in lat:
             continue
@@ -566,9 +568,9 @@ def _pgbench(results: dict[str, Any]) -> list[str]:
         "",
         "tps without the initial connection time; ms is pgbench's mean latency. The bare relay",
         "(`bench/relay.py`) is a uvloop pass-through that parses nothing: the floor for any",
-        "Python proxy on this machine. *Workers*: the node as",
-        f"`LOCKGATE_NODE_WORKERS={stack.WORKERS} LOCKGATE_BUSY_POLL_US=0`, a worker process per",
-        "core (data_plane/workers.py) and no polling.",
+        "Python proxy on this machine. *Workers*: the node with",
+        f"`LOCKGATE_NODE_WORKERS={stack.WORKERS}`, a worker process per core",
+        "(data_plane/workers.py).",
         "",
         "| protocol | clients | direct tps | PgBouncer tps | bare relay tps | node tps "
         "| node / PgBouncer | workers tps | workers / PgBouncer "

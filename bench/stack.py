@@ -20,11 +20,10 @@ from tests.harness.postgres import PostgresTarget
 from tests.harness.processes import wait_until
 
 CONNECTION = "appdb"
-# The second node configuration the throughput scenarios measure: a worker process per core
-# (data_plane/workers.py), without busy polling, which on a host whose cores are all busy
-# takes CPU from the client and the database (docs/performance.md).
+# The second node configuration the latency and pgbench scenarios measure: a worker process
+# per core (data_plane/workers.py), otherwise the node's defaults.
 WORKERS = max(os.cpu_count() or 1, 2)
-WORKERS_ENV = {"LOCKGATE_NODE_WORKERS": str(WORKERS), "LOCKGATE_BUSY_POLL_US": "0"}
+WORKERS_ENV = {"LOCKGATE_NODE_WORKERS": str(WORKERS)}
 
 
 @dataclass

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.stack import WORKERS
+
 
 def test_every_benchmark_scenario_runs_at_a_tiny_size(tmp_path: Path):
     out = tmp_path / "results.json"
@@ -90,7 +92,7 @@ def test_every_benchmark_scenario_runs_at_a_tiny_size(tmp_path: Path):
     assert len(results["targets"]) == 15
     assert all(t["verdict"] in ("met", "not met") for t in results["targets"])
     report = doc.read_text()
-    assert "workers, polling off" in report
+    assert f"**node, {WORKERS} workers**" in report
     assert "Quick run" in report
     assert "node has no SSH listener yet" in report
     assert "A connection per statement (pgbench -S -C)" in report
