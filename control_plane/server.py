@@ -67,7 +67,7 @@ async def serve(settings: Settings) -> None:
         lifespan="off",
         loop="none",
     )
-    server = uvicorn.Server(config)
+    server = runtime.Server(config)
     log.info("control plane on %s", settings.http_url)
     try:
         await server.serve(sockets=[http_socket])

@@ -231,7 +231,7 @@ class Node:
             ),
             *(asyncio.create_task(srv.serve()) for srv in self.servers),
         ]
-        health = uvicorn.Server(
+        health = runtime.Server(
             uvicorn.Config(self._health_app(), log_level="warning", lifespan="off", loop="none")
         )
         if s.node_worker is not None:
@@ -243,7 +243,10 @@ class Node:
                 await server.close()
             for session in list(self._sessions):
                 session.terminate("the node is shutting down")
-            await self._flush_audit(deadline=time.monotonic() + 3.0)
+            deadline = time.monotonic() + 3.0
+            while self._sessions and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)  # each records its end as its task finishes
+            await self._flush_audit(deadline)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -275,6 +278,7 @@ class Node:
 
     async def _flush_audit(self, deadline: float) -> None:
         """Give the uploader a moment to deliver what is spooled; the rest waits on disk."""
+        self.audit.write_pending()  # what this turn recorded, before the spool is counted
         while len(self.audit.spool) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 

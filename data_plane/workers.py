@@ -198,6 +198,7 @@ class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.home = settings.ensure_home().resolve()
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per worker per scrape
         self.workers = [Worker(i) for i in range(settings.node_workers)]
         self.stopping = False
         self.registry = CollectorRegistry()
@@ -214,7 +215,7 @@ class Supervisor:
         if not (s.tls_cert and s.tls_key):
             tls.self_signed(self.home / "tls")  # once, before the workers would race for it
         keepers = [asyncio.create_task(self._keep(w)) for w in self.workers]
-        server = uvicorn.Server(
+        server = runtime.Server(
             uvicorn.Config(self._app(), log_level="warning", lifespan="off", loop="none")
         )
         log.info("node supervisor: %d workers on port %d", len(self.workers), s.pg_port)
