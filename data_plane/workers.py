@@ -1,19 +1,24 @@
 """More than one node process on one host: a supervisor and its workers.
 
 With `LOCKGATE_NODE_WORKERS=N` (N > 1), `lockgate node` starts N worker processes, each a whole
-node (its own event loop, bundle subscription, audit spool and uploader) binding the protocol
-ports with SO_REUSEPORT, so the kernel spreads new connections over them. One event loop is one
-core at most; on a host where the node's loop is the bottleneck, more of them carry more.
+node (its own event loop, bundle subscription, audit spool and uploader). One event loop is
+one core at most; on a host where the node's loop is the bottleneck, more of them carry more.
 
-The supervisor itself serves no protocol. It makes what the workers would race to make (the
+The supervisor accepts the connections on the node's PostgreSQL port and hands each to the
+worker with the fewest open connections it handed over (the descriptor passed over a Unix
+socket pair, `SCM_RIGHTS`; the worker writes a byte back as each one ends). The kernel's own
+spreading (`SO_REUSEPORT`, a hash of each connection's addresses) splits a few long
+connections unevenly, and a worker with more of them holds the others back.
+
+The supervisor itself relays nothing. It makes what the workers would race to make (the
 self-signed certificate), serves `/healthz` and `/metrics` on the node's HTTP port for all of
 them (each worker serves its own on a Unix socket in its directory, `workers/<i>/`), and
 restarts a worker that dies.
 
-What the workers share by construction: a PostgreSQL CancelRequest arrives on a new connection,
-which the kernel may hand to any worker. The key a worker gives its clients says which worker
-it is (`cancel_pid`), and a worker that receives a request for another one passes it on over
-that worker's Unix socket (`cancel_socket`).
+A PostgreSQL CancelRequest arrives on a connection of its own, which may go to any worker. The
+key a worker gives its clients says which worker it is (`cancel_pid`), and a worker that
+receives a request for another one passes it on over that worker's Unix socket
+(`cancel_socket`).
 
 Each worker spools its audit to its own directory (worker 0 to the node's `spool/`, as a single
 node does); worker 0 also uploads what is left in the spools of workers that no longer exist
@@ -47,13 +52,14 @@ from starlette.routing import Route
 
 from data_plane import tls
 from lockgate import runtime
-from lockgate.ports import PortTaken, bind, check_free
+from lockgate.ports import PortTaken, bind
 from lockgate.settings import Settings
 
 log = logging.getLogger("lockgate.node.workers")
 
 UNIX_PATH_MAX = 107  # sun_path holds 108 bytes with its terminating NUL
 RESTART_DELAY_MAX = 30.0
+HANDOFF_ENV = "LOCKGATE_NODE_HANDOFF_FD"  # the worker's end of its socket pair
 SCRAPE_TIMEOUT = 5.0
 
 
@@ -121,6 +127,27 @@ def cancel_pid(worker: int, workers: int) -> int:
 def owner(pid: int, workers: int) -> int:
     """The worker that gave out a cancel key's process id."""
     return pid % workers
+
+
+# Handing connections to workers ----------------------------------------------------------------
+
+
+def handoff_socket() -> socket.socket | None:
+    """A worker's end of the socket pair its supervisor hands it connections on, if any."""
+    fd = os.environ.get(HANDOFF_ENV)
+    if not fd:
+        return None
+    sock = socket.socket(fileno=int(fd))
+    sock.setblocking(False)
+    return sock
+
+
+def least_loaded(loads: list[int | None], start: int) -> list[int]:
+    """Worker indexes to try for a new connection: those running (a load, not None), fewest
+    open connections first, ties in turn from `start`."""
+    n = len(loads)
+    order = [(start + k) % n for k in range(n)]
+    return sorted((i for i in order if loads[i] is not None), key=lambda i: loads[i] or 0)
 
 
 # Health and metrics of all workers --------------------------------------------------------------
@@ -192,6 +219,8 @@ class Worker:
         self.process: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self.started = 0.0
+        self.channel: socket.socket | None = None  # the supervisor's end of the socket pair
+        self.load = 0  # connections handed over and not yet reported ended
 
 
 class Supervisor:
@@ -201,6 +230,7 @@ class Supervisor:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per worker per scrape
         self.workers = [Worker(i) for i in range(settings.node_workers)]
         self.stopping = False
+        self.turn = 0  # where ties between equally loaded workers start
         self.registry = CollectorRegistry()
         self.m_restarts = Counter(
             "lockgate_node_worker_restarts",
@@ -211,9 +241,11 @@ class Supervisor:
     async def run(self) -> None:
         s = self.settings
         health = bind(s.bind, s.node_http_port, what="node health")
-        check_free(s.bind, s.pg_port, what="PostgreSQL")
+        listener = bind(s.bind, s.pg_port, what="PostgreSQL")
         if not (s.tls_cert and s.tls_key):
             tls.self_signed(self.home / "tls")  # once, before the workers would race for it
+        loop = asyncio.get_running_loop()
+        loop.add_reader(listener, self._accept, listener)
         keepers = [asyncio.create_task(self._keep(w)) for w in self.workers]
         server = runtime.Server(
             uvicorn.Config(self._app(), log_level="warning", lifespan="off", loop="none")
@@ -223,6 +255,8 @@ class Supervisor:
             await server.serve(sockets=[health])
         finally:
             self.stopping = True
+            loop.remove_reader(listener)
+            listener.close()
             await asyncio.gather(*(self._stop(w) for w in self.workers))
             for task in keepers:
                 task.cancel()
@@ -231,17 +265,33 @@ class Supervisor:
     async def _keep(self, worker: Worker) -> None:
         """Run the worker, and again after it ends (sooner the longer it had run)."""
         delay = 0.5
+        loop = asyncio.get_running_loop()
         while not self.stopping:
             worker.started = time.monotonic()
-            worker.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "lockgate",
-                "node",
-                env=worker_env(self.settings, worker.index),
-                start_new_session=True,  # a terminal's Ctrl-C reaches the supervisor alone
-            )
-            code = await worker.process.wait()
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            env = worker_env(self.settings, worker.index)
+            env[HANDOFF_ENV] = str(theirs.fileno())
+            try:
+                worker.process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "lockgate",
+                    "node",
+                    env=env,
+                    pass_fds=(theirs.fileno(),),
+                    start_new_session=True,  # a terminal's Ctrl-C reaches the supervisor alone
+                )
+            finally:
+                theirs.close()
+            ours.setblocking(False)
+            worker.channel, worker.load = ours, 0
+            loop.add_reader(ours, self._ended, worker)
+            try:
+                code = await worker.process.wait()
+            finally:
+                loop.remove_reader(ours)
+                worker.channel = None
+                ours.close()
             if self.stopping:
                 return
             ran = time.monotonic() - worker.started
@@ -257,6 +307,48 @@ class Supervisor:
             await asyncio.sleep(delay)
             worker.restarts += 1
             self.m_restarts.inc()
+
+    def _accept(self, listener: socket.socket) -> None:
+        """Hand each waiting connection to the least loaded running worker."""
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and the like: the next readable event retries
+                log.warning("cannot accept a connection: %s", exc)
+                return
+            with conn:
+                self._hand_over(conn)
+
+    def _hand_over(self, conn: socket.socket) -> None:
+        loads = [w.load if w.channel is not None else None for w in self.workers]
+        self.turn += 1
+        for index in least_loaded(loads, self.turn):
+            worker = self.workers[index]
+            assert worker.channel is not None
+            try:
+                socket.send_fds(worker.channel, [b"c"], [conn.fileno()])
+            except OSError:  # its pipe is full or it is ending: the next one
+                continue
+            worker.load += 1
+            return
+        log.warning("no worker is running; connection from %s closed", _peer(conn))
+
+    def _ended(self, worker: Worker) -> None:
+        """Bytes from a worker: one per handed-over connection that ended."""
+        if worker.channel is None:
+            return
+        try:
+            data = worker.channel.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the worker is ending; its process's exit is handled in `_keep`
+            asyncio.get_running_loop().remove_reader(worker.channel)
+            return
+        worker.load = max(0, worker.load - len(data))
 
     async def _stop(self, worker: Worker, grace: float = 10.0) -> None:
         proc = worker.process
@@ -286,7 +378,13 @@ class Supervisor:
             with contextlib.suppress(ValueError):
                 body = dict(answer.json())
         pid = worker.process.pid if worker.process is not None else None
-        return {**body, "worker": worker.index, "pid": pid, "restarts": worker.restarts}
+        return {
+            **body,
+            "worker": worker.index,
+            "pid": pid,
+            "restarts": worker.restarts,
+            "connections": worker.load,  # handed over and not yet ended
+        }
 
     def _app(self) -> Starlette:
         async def healthz(_: Request) -> Response:
@@ -308,6 +406,13 @@ class Supervisor:
             return Response(body, media_type="text/plain; version=0.0.4")
 
         return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics)])
+
+
+def _peer(conn: socket.socket) -> str:
+    try:
+        return str(conn.getpeername())
+    except OSError:
+        return "?"
 
 
 class _Fixed:

@@ -9,15 +9,11 @@ class PortTaken(Exception):
     """A port Lockgate was told to listen on is in use or not bindable."""
 
 
-def bind(host: str, port: int, *, what: str, reuse_port: bool = False) -> socket.socket:
-    """A bound, listening TCP socket, or PortTaken naming `what` and the port. With
-    `reuse_port`, other sockets that ask for it too may bind the same port (the kernel spreads
-    new connections over them: the node's worker processes)."""
+def bind(host: str, port: int, *, what: str) -> socket.socket:
+    """A bound, listening TCP socket, or PortTaken naming `what` and the port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
         sock.listen(1024)

@@ -67,9 +67,10 @@ class Settings(BaseSettings):
     # Polling pauses while runnable tasks wait for a CPU more than this share (percent) of the
     # time (Linux's CPU pressure, /proc/pressure/cpu; data_plane/busy_poll.py); 100 never pauses.
     busy_poll_max_stall: int = Field(default=30, ge=0, le=100)
-    # Node processes sharing the node's ports (SO_REUSEPORT; data_plane/workers.py). With more
-    # than one, `lockgate node` supervises that many workers and serves their health and
-    # metrics on `node_http_port`; `node_worker` is the index the supervisor gives each one.
+    # Node processes (data_plane/workers.py). With more than one, `lockgate node` supervises
+    # that many workers: it accepts on the node's ports and hands each connection to the least
+    # loaded one, and serves their health and metrics on `node_http_port`; `node_worker` is the
+    # index the supervisor gives each one.
     node_workers: int = Field(default=1, ge=1, le=64)
     node_worker: int | None = Field(default=None, ge=0)
 

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import secrets
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -104,6 +105,9 @@ class PostgresServer:
         self.settings = settings
         self.server: asyncio.Server | None = None
         self.peers: asyncio.Server | None = None  # other workers' forwarded CancelRequests
+        # A worker's connections come from its supervisor over this socket pair instead.
+        self.handoff: socket.socket | None = None
+        self._handed: set[asyncio.Task[None]] = set()
         self.forwarded_cancels = 0  # CancelRequests passed on to the worker that owns them
         self.ssl_context: ssl.SSLContext | None = None
         # client cancel key -> (upstream host, port, upstream pid, upstream secret)
@@ -116,8 +120,10 @@ class PostgresServer:
         else:
             cert, key = tls.self_signed(s.home / "tls")
         self.ssl_context = tls.server_context(cert, key)
-        sock = bind(s.bind, s.pg_port, what="PostgreSQL", reuse_port=s.node_workers > 1)
-        self.server = await asyncio.start_server(self._accept, sock=sock, start_serving=False)
+        self.handoff = workers.handoff_socket() if s.node_worker is not None else None
+        if self.handoff is None:
+            sock = bind(s.bind, s.pg_port, what="PostgreSQL")
+            self.server = await asyncio.start_server(self._accept, sock=sock, start_serving=False)
         if s.node_worker is not None:
             # CancelRequests for this worker's sessions that reached another worker.
             peers = workers.unix_listener(workers.cancel_socket(s.home, s.node_worker))
@@ -126,16 +132,69 @@ class PostgresServer:
             )
 
     async def serve(self) -> None:
-        assert self.server is not None
-        log.info("PostgreSQL listener on %s:%d", self.settings.bind, self.settings.pg_port)
         if self.peers is not None:
             await self.peers.start_serving()
+        if self.handoff is not None:
+            log.info("PostgreSQL connections from the node supervisor")
+            ended = asyncio.Event()
+            asyncio.get_running_loop().add_reader(self.handoff, self._adopt_handed, ended)
+            await ended.wait()  # the supervisor is gone
+            return
+        assert self.server is not None
+        log.info("PostgreSQL listener on %s:%d", self.settings.bind, self.settings.pg_port)
         await self.server.serve_forever()
 
     async def close(self) -> None:
         for server in (self.server, self.peers):
             if server is not None:
                 server.close()
+        if self.handoff is not None:
+            asyncio.get_running_loop().remove_reader(self.handoff)
+            self.handoff.close()
+            self.handoff = None
+
+    def _adopt_handed(self, ended: asyncio.Event) -> None:
+        """Connections the supervisor accepted and passed over (data_plane/workers.py)."""
+        assert self.handoff is not None
+        while True:  # a message per connection: each carries one descriptor
+            try:
+                data, fds, _, _ = socket.recv_fds(self.handoff, 256, 16)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data, fds = b"", []
+            for fd in fds:
+                conn = socket.socket(fileno=fd)
+                self._handed.add(asyncio.create_task(self._serve_handed(conn)))
+            if not data and not fds:
+                asyncio.get_running_loop().remove_reader(self.handoff)
+                ended.set()
+                return
+
+    async def _serve_handed(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        served = loop.create_future()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await self._accept(reader, writer)
+            finally:
+                served.set_result(None)
+
+        try:
+            # A server-side stream, as `start_server` makes (TLS is then started server-side).
+            reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
+            await loop.connect_accepted_socket(
+                lambda: asyncio.StreamReaderProtocol(reader, serve, loop=loop), sock=conn
+            )
+            await served
+        except OSError:
+            conn.close()
+        finally:
+            self._handed.discard(cast("asyncio.Task[None]", asyncio.current_task()))
+            if self.handoff is not None:
+                with contextlib.suppress(OSError):
+                    self.handoff.send(b"e")  # one ended: the supervisor counts it off
 
     def new_cancel_pid(self) -> int:
         """The process id of a client's cancel key; with workers, it names this one."""

@@ -160,3 +160,32 @@ def test_a_unix_listener_replaces_a_stale_socket_and_is_private(tmp_path: Path):
 def test_a_socket_path_too_long_is_a_one_line_error(tmp_path: Path):
     with pytest.raises(workers.PortTaken, match="longer than"):
         workers.unix_listener(tmp_path / ("d" * 120) / "http.sock")
+
+
+def test_a_new_connection_goes_to_the_least_loaded_running_worker():
+    assert workers.least_loaded([3, 1, 2], start=0) == [1, 2, 0]
+    assert workers.least_loaded([2, None, 2], start=0) == [0, 2]  # worker 1 is not running
+    assert workers.least_loaded([None, None], start=1) == []
+
+
+def test_ties_are_broken_in_turn():
+    firsts = [workers.least_loaded([0, 0, 0], start=turn)[0] for turn in range(6)]
+    assert firsts == [0, 1, 2, 0, 1, 2]
+
+
+def test_a_worker_finds_its_handoff_socket_in_its_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(workers.HANDOFF_ENV, raising=False)
+    assert workers.handoff_socket() is None
+    ours, theirs = socket.socketpair()
+    try:
+        monkeypatch.setenv(workers.HANDOFF_ENV, str(os.dup(theirs.fileno())))
+        sock = workers.handoff_socket()
+        assert sock is not None and not sock.getblocking()
+        socket.send_fds(ours, [b"c"], [ours.fileno()])
+        data, fds, _, _ = socket.recv_fds(sock, 16, 4)
+        assert data == b"c" and len(fds) == 1
+        os.close(fds[0])
+        sock.close()
+    finally:
+        ours.close()
+        theirs.close()
