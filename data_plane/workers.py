@@ -218,7 +218,6 @@ class Worker:
         self.index = index
         self.process: asyncio.subprocess.Process | None = None
         self.restarts = 0
-        self.started = 0.0
         self.channel: socket.socket | None = None  # the supervisor's end of the socket pair
         self.load = 0  # connections handed over and not yet reported ended
 
@@ -267,7 +266,7 @@ class Supervisor:
         delay = 0.5
         loop = asyncio.get_running_loop()
         while not self.stopping:
-            worker.started = time.monotonic()
+            started = time.monotonic()
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             env = worker_env(self.settings, worker.index)
             env[HANDOFF_ENV] = str(theirs.fileno())
@@ -294,7 +293,7 @@ class Supervisor:
                 ours.close()
             if self.stopping:
                 return
-            ran = time.monotonic() - worker.started
+            ran = time.monotonic() - started
             delay = 0.5 if ran > RESTART_DELAY_MAX else min(delay * 2, RESTART_DELAY_MAX)
             log.warning(
                 "worker %d (pid %d) ended with %s after %.0f s; starting it again in %.1f s",

@@ -18,11 +18,10 @@ import secrets
 import socket
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import grpc
 
@@ -219,22 +218,14 @@ class PostgresServer:
             if s.node_worker is not None and s.node_workers > 1:
                 peer = workers.owner(request.pid, s.node_workers)
                 if peer != s.node_worker:
-                    await self._pass_on(request, workers.cancel_socket(s.home, peer))
+                    path = os.fspath(workers.cancel_socket(s.home, peer))
+                    if await _send_cancel(
+                        asyncio.open_unix_connection(path), request.pid, request.secret
+                    ):
+                        self.forwarded_cancels += 1
             return
         host, port, pid, secret = target
-        with contextlib.suppress(OSError, TimeoutError):
-            _, w = await asyncio.wait_for(asyncio.open_connection(host, port), 5.0)
-            w.write(codec.cancel_request(pid, secret))
-            await w.drain()
-            w.close()
-
-    async def _pass_on(self, request: codec.CancelRequest, path: Path) -> None:
-        with contextlib.suppress(OSError, TimeoutError):
-            _, w = await asyncio.wait_for(asyncio.open_unix_connection(os.fspath(path)), 5.0)
-            w.write(codec.cancel_request(request.pid, request.secret))
-            await w.drain()
-            w.close()
-            self.forwarded_cancels += 1
+        await _send_cancel(asyncio.open_connection(host, port), pid, secret)
 
     async def _accept_forwarded(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -250,6 +241,21 @@ class PostgresServer:
                     await self.cancel(msg)
         finally:
             writer.close()
+
+
+async def _send_cancel(
+    connecting: Coroutine[Any, Any, tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+    pid: int,
+    secret: bytes,
+) -> bool:
+    """Send a CancelRequest on the connection `connecting` opens; whether it was sent."""
+    with contextlib.suppress(OSError, TimeoutError):
+        _, w = await asyncio.wait_for(connecting, 5.0)
+        w.write(codec.cancel_request(pid, secret))
+        await w.drain()
+        w.close()
+        return True
+    return False
 
 
 class ClientConnection:
